@@ -1,0 +1,17 @@
+"""Strict numerics for every test (equinox style): rank promotion raises, keys come from a fixture."""
+
+import jax
+import pytest
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture
+def getkey():
+    """Returns a function handing out fresh, deterministic PRNG keys."""
+    counter = iter(range(1_000_000))
+
+    def _getkey():
+        return jax.random.key(next(counter))
+
+    return _getkey
