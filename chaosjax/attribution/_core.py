@@ -1,0 +1,132 @@
+"""Shared plumbing of the attribution methods: input checks, gradients, chunked sums over draws."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+BatchFn = Callable[[Array], Array]
+
+
+def check_inputs(f: BatchFn, x: Array, method: str) -> Array:
+    """Validates `x` (a floating batch) and that `f` maps it to per-sample scalars `(B,)`.
+
+    Runs at trace time on shapes only (`jax.eval_shape`), so it costs nothing and fails before
+    any expensive work.
+    """
+    if not callable(f):
+        raise TypeError(f"{method}: `f` must be a callable mapping a batch (B, ...) to (B,), got {type(f)!r}")
+    x = jnp.asarray(x)
+    if x.ndim < 1:
+        raise ValueError(f"{method}: `x` must be a batch with a leading sample axis, got a scalar")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"{method}: `x` must have a floating dtype to be differentiated, got {x.dtype}")
+    out = jax.eval_shape(f, x)
+    if not hasattr(out, "shape") or tuple(out.shape) != (x.shape[0],):
+        shape = getattr(out, "shape", type(out).__name__)
+        raise ValueError(
+            f"{method}: `f` must return one scalar per sample, shape ({x.shape[0]},), but returned {shape}. "
+            "For a classifier, select a target: f = chaosjax.attribution.target(apply_fn, target)."
+        )
+    return x
+
+
+def check_positive_int(value: Any, name: str, method: str) -> int:
+    """`value` as an int >= 1, or a ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{method}: `{name}` must be an integer >= 1, got {value!r}")
+    return value
+
+
+def check_batch_size(batch_size: Any, method: str) -> int | None:
+    if batch_size is None:
+        return None
+    return check_positive_int(batch_size, "batch_size", method)
+
+
+def check_choice(value: Any, name: str, choices: tuple[str, ...] | list[str], method: str) -> str:
+    if value not in choices:
+        raise ValueError(f"{method}: unknown {name} {value!r}; expected one of {', '.join(map(repr, choices))}")
+    return value
+
+
+def broadcast_baseline(baseline: Any, x: Array, method: str, name: str = "baseline") -> Array:
+    """A scalar, a per-sample `x.shape[1:]` array or a full `x.shape` array, broadcast to `x.shape`."""
+    b = jnp.asarray(baseline, dtype=x.dtype)
+    if b.shape not in ((), x.shape[1:], x.shape):
+        raise ValueError(
+            f"{method}: `{name}` must be a scalar, shaped like one sample {tuple(x.shape[1:])} "
+            f"or like the batch {tuple(x.shape)}; got shape {tuple(b.shape)}"
+        )
+    return jnp.broadcast_to(b, x.shape)
+
+
+def gradient(f: BatchFn, x: Array) -> Array:
+    """Per-sample gradients of `f` at `x`: samples do not interact, so the gradient of the sum is
+    each sample's own gradient. One forward and one backward pass."""
+    return jax.grad(lambda z: jnp.sum(f(z)))(x)
+
+
+def sum_over_draws(draw: Callable[[Array], Any], num_draws: int, batch_size: int | None) -> Any:
+    """`sum_k draw(k)` for k in [0, num_draws), evaluating at most `batch_size` draws at once.
+
+    `draw(k)` returns a pytree of arrays (for example the gradient of `f` at the k-th point of an
+    integration path, over the whole batch). Without `batch_size` all draws are vmapped in one go;
+    with it, a `lax.scan` over chunks keeps only `batch_size` draws and a running sum alive, so
+    memory is bounded whatever `num_draws` is. Draws past the end of the last chunk are masked out.
+    """
+    if batch_size is None or batch_size >= num_draws:
+        out = jax.vmap(draw)(jnp.arange(num_draws))
+        return jax.tree.map(lambda a: jnp.sum(a, axis=0), out)
+
+    num_chunks = math.ceil(num_draws / batch_size)
+    chunks = jnp.arange(num_chunks * batch_size).reshape(num_chunks, batch_size)
+
+    def body(total, ks):
+        valid = ks < num_draws
+        out = jax.vmap(draw)(jnp.minimum(ks, num_draws - 1))
+
+        def masked_sum(a):
+            mask = valid.reshape(valid.shape + (1,) * (a.ndim - 1))
+            return jnp.sum(jnp.where(mask, a, jnp.zeros((), a.dtype)), axis=0)
+
+        return jax.tree.map(lambda t, a: t + masked_sum(a), total, out), None
+
+    template = jax.eval_shape(draw, jnp.zeros((), jnp.int32))
+    total0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), template)
+    total, _ = jax.lax.scan(body, total0, chunks)
+    return total
+
+
+def target(apply_fn: Callable[[Array], Array], target: Any) -> BatchFn:
+    """Turns a classifier `apply_fn: (B, ...) -> (B, C)` into `f: (B, ...) -> (B,)` selecting `target`.
+
+    `target` is a class index shared by all samples, or an int array `(B,)` with one class per
+    sample. The returned function is what every attribution method takes.
+
+        f = target(lambda x: model_apply(params, x), labels)
+        attr = integrated_gradients(f, x)
+    """
+    t = jnp.asarray(target)
+    if not jnp.issubdtype(t.dtype, jnp.integer):
+        raise TypeError(f"target: class indices must be integers, got dtype {t.dtype}")
+    if t.ndim > 1:
+        raise ValueError(f"target: expected a scalar or a (B,) array of class indices, got shape {t.shape}")
+
+    def f(x: Array) -> Array:
+        logits = apply_fn(x)
+        if logits.ndim != 2:
+            raise ValueError(f"target: apply_fn must return (B, C) scores, got shape {logits.shape}")
+        if t.ndim == 1 and t.shape[0] != logits.shape[0]:
+            raise ValueError(
+                f"target: {t.shape[0]} targets for a batch of {logits.shape[0]}; pass one target per sample"
+            )
+        idx = jnp.broadcast_to(t, (logits.shape[0],))
+        return jnp.take_along_axis(logits, idx[:, None], axis=1)[:, 0]
+
+    return f

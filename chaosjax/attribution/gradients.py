@@ -1,0 +1,30 @@
+"""Single-gradient methods: saliency and input x gradient."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from chaosjax.attribution._core import Array, BatchFn, check_inputs, gradient
+
+
+def saliency(f: BatchFn, x: Array, *, absolute: bool = True) -> Array:
+    """Saliency: the gradient of each sample's output with respect to its input.
+
+    `a = |df/dx|` (or the signed `df/dx` with `absolute=False`).
+
+    Cost: one forward and one backward pass over the batch.
+    Captum: `Saliency(f).attribute(x, abs=absolute)`.
+    """
+    x = check_inputs(f, x, "saliency")
+    g = gradient(f, x)
+    return jnp.abs(g) if absolute else g
+
+
+def input_x_gradient(f: BatchFn, x: Array) -> Array:
+    """Input x gradient: `a = x * df/dx`, a first-order Taylor attribution against a zero baseline.
+
+    Cost: one forward and one backward pass over the batch.
+    Captum: `InputXGradient(f).attribute(x)`.
+    """
+    x = check_inputs(f, x, "input_x_gradient")
+    return x * gradient(f, x)
