@@ -1,0 +1,5 @@
+import sys
+
+from chaosjax.cli import main
+
+sys.exit(main())

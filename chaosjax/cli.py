@@ -1,0 +1,110 @@
+"""The `chaosjax` command (also `python -m chaosjax`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from chaosjax._parse import parse_formulas, parse_int_range, parse_names, parse_sweep
+
+
+def _add_symbolic(sub) -> None:
+    p = sub.add_parser(
+        "symbolic",
+        help="the symbolic functional track: formulas among noise columns",
+        description=(
+            "Train an MLP per formula x seed x setting (one compiled grid), attribute the test split with "
+            "every method, and score functional precision and uniform score against the true function. "
+            "Defaults are the study's protocol."
+        ),
+    )
+    p.add_argument("--formulas", default="0-14", help="indices ('0-14', '3,5,9') or a formula text, e.g. '0.5*sin(a) + b**2'")
+    p.add_argument("--noise", type=int, default=100, help="noise columns (default 100)")
+    p.add_argument("--seeds", default="0", help="seeds, e.g. '0-4' or '0,3' (default 0)")
+    p.add_argument("--methods", default="all", help="comma-separated names from chaosjax.attribution.METHODS, or 'all'")
+    p.add_argument("--epochs", type=int, default=1000)
+    p.add_argument("--n", type=int, default=10_000, help="rows, split 80/20 into train and test")
+    p.add_argument("--depth", type=int, default=3)
+    p.add_argument("--width", type=int, default=100)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--optimizer", default="adam", help="adam, adagrad, adadelta, rmsprop, sgd or asgd")
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--label-noise", type=float, default=0.01, help="std of the Gaussian label noise")
+    p.add_argument("--ig-steps", type=int, default=10, help="integrated-gradients steps (Gauss-Legendre)")
+    p.add_argument("--protocol", default="paper", choices=("paper", "corrected"))
+    p.add_argument("--sweep", default=None, help="one ablation axis as one grid: AXIS=v1,v2,... "
+                   "(noise, n, depth, width, lr, dropout, label-noise, optimizer)")
+    p.add_argument("--out", default="runs/symbolic", help="results directory (default runs/symbolic)")
+    p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=_run_symbolic)
+
+
+def _symbolic_config(args):
+    from chaosjax.tracks.symbolic import SymbolicConfig
+
+    return SymbolicConfig(
+        formulas=parse_formulas(args.formulas),
+        noise_features=args.noise,
+        seeds=parse_int_range(args.seeds, "--seeds"),
+        methods=parse_names(args.methods, "--methods"),
+        epochs=args.epochs,
+        n=args.n,
+        depth=args.depth,
+        width=args.width,
+        learning_rate=args.lr,
+        optimizer=args.optimizer,
+        dropout=args.dropout,
+        label_noise=args.label_noise,
+        ig_steps=args.ig_steps,
+        protocol=args.protocol,
+        sweep=parse_sweep(args.sweep),
+    )
+
+
+def _run_symbolic(args) -> int:
+    from chaosjax.tracks.symbolic import run, summary_table
+
+    config = _symbolic_config(args)
+    frame = run(config, out=args.out, overwrite=args.overwrite, progress=not args.quiet)
+    print(summary_table(frame))
+    print(f"\nresults: {args.out}/results.csv  config: {args.out}/config.json")
+    return 0
+
+
+def _run_default(args) -> int:
+    """`make run`: the symbolic track with the study's defaults."""
+    args = build_parser().parse_args(["symbolic", "--out", args.out, "--overwrite"])
+    return _run_symbolic(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chaosjax",
+        description="Benchmark post-hoc attribution methods where signal is scarce (ChaosMining in JAX).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_symbolic(sub)
+    default = sub.add_parser("run-default", help="the default job of `make run`: the symbolic track, study defaults")
+    default.add_argument("--out", default="runs/default")
+    default.set_defaults(handler=_run_default)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ValueError, TypeError) as err:
+        # Bad input is reported in one line, without a traceback.
+        print(f"chaosjax: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("chaosjax: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
