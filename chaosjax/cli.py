@@ -73,10 +73,42 @@ def _run_symbolic(args) -> int:
     return 0
 
 
+def _add_report(sub) -> None:
+    p = sub.add_parser(
+        "report",
+        help="figures and report.md from a results directory",
+        description=(
+            "Draw the figures of a results directory (DIR/figures/*.png) and write DIR/report.md with the tables "
+            "behind them. Works on the output of any track: symbolic, vision, audio, rfe."
+        ),
+    )
+    p.add_argument("dir", help="a results directory (holding results.csv), e.g. runs/default")
+    p.add_argument("--svg", action="store_true", help="also write SVG copies of the figures")
+    p.set_defaults(handler=_run_report)
+
+
+def _print_report(result) -> None:
+    print(f"report: {result.markdown}")
+    print(f"figures: {result.figure_dir}/ ({', '.join(p.name for p in result.figures)})")
+
+
+def _run_report(args) -> int:
+    from chaosjax.report import report
+
+    _print_report(report(args.dir, formats=("png", "svg") if args.svg else ("png",)))
+    return 0
+
+
 def _run_default(args) -> int:
-    """`make run`: the symbolic track with the study's defaults."""
+    """`make run`: the symbolic track with the study's defaults, then its report."""
+    from chaosjax.report import report
+
     args = build_parser().parse_args(["symbolic", "--out", args.out, "--overwrite"])
-    return _run_symbolic(args)
+    code = _run_symbolic(args)
+    if code == 0:
+        print()
+        _print_report(report(args.out))
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_symbolic(sub)
+    _add_report(sub)
+    from chaosjax.tracks import rfe as rfe_track
+
+    rfe_track.add_cli(sub)
     default = sub.add_parser("run-default", help="the default job of `make run`: the symbolic track, study defaults")
     default.add_argument("--out", default="runs/default")
     default.set_defaults(handler=_run_default)

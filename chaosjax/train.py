@@ -60,6 +60,7 @@ __all__ = [
     "asgd_average",
     "fit",
     "fit_grid",
+    "fit_traced",
     "make_optimizer",
     "predict",
     "predict_grid",
@@ -472,6 +473,31 @@ def fit_grid(
     _check_finite("y", y)
     return _fit_grid_jit(apply_fn, params, x, y, keys, lr, data_axis=data_axis, lr_axis=0 if lr.ndim else None,
                          **statics)
+
+
+def fit_traced(
+    apply_fn: Callable[..., jax.Array],
+    params: Params,
+    x: jax.Array,
+    y: jax.Array,
+    key: jax.Array,
+    learning_rate: float | jax.Array = 1e-3,
+    *,
+    optimizer: str = "adam",
+    epochs: int = 1000,
+    batch_size: int | None = None,
+    loss: str = "mse",
+    dropout: bool = False,
+    average: bool = False,
+    optimizer_options: Mapping[str, Any] | None = None,
+) -> FitResult:
+    """``fit`` without its own ``jit`` or value checks, for use inside another traced program.
+
+    Recursive feature elimination retrains a model in every round of a ``lax.scan``; it calls this. Static
+    options are validated here (at trace time); array values are not inspected (they may be tracers).
+    """
+    statics = _check_statics(optimizer, optimizer_options, epochs, batch_size, loss, dropout, average, x.shape[0])
+    return _fit_run(apply_fn, params, x, y, key, jnp.asarray(learning_rate, jnp.result_type(float)), **statics)
 
 
 # ---------------------------------------------------------------------------------------------------- prediction
