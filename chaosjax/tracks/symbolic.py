@@ -18,7 +18,7 @@ import platform
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -220,11 +220,39 @@ def _scores(attr, truth, m, mask, *, protocol):
 # ------------------------------------------------------------------------------------------------ a grid
 
 
+class Cell(NamedTuple):
+    """One grid member: a formula (with a stable integer key for its random streams) and a seed."""
+
+    key: int  # the formula's index among the study's 15, or 1000 + position for a user's text
+    label: str
+    formula: data.Formula
+    seed: int
+
+
+def cells_of(config: SymbolicConfig) -> list[Cell]:
+    """The config's formulas x seeds, formula-major."""
+    out = []
+    for position, (entry, (label, f)) in enumerate(zip(config.formulas, config.resolved_formulas())):
+        key = int(entry) if isinstance(entry, (int, np.integer)) else 1_000 + position
+        out.extend(Cell(key, label, f, seed) for seed in config.seeds)
+    return out
+
+
+def grid_width(config: SymbolicConfig) -> int:
+    """Common column count of a setting: the largest m plus the noise columns (fixed per config, so a
+    cell's numbers do not depend on which other cells share its chunk)."""
+    return max(f.m for _, f in config.resolved_formulas()) + config.noise_features
+
+
+def _stream(cell: Cell, purpose: int) -> jax.Array:
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(cell.seed), cell.key), purpose)
+
+
 @dataclasses.dataclass
-class _Grid:
-    labels: list[str]
-    formulas: list[data.Formula]
-    seeds: list[int]
+class Grid:
+    """Stacked tables of a list of cells (leading axis: cells)."""
+
+    cells: list[Cell]
     m: np.ndarray
     x_train: jax.Array
     y_train: jax.Array
@@ -234,28 +262,25 @@ class _Grid:
     mask: jax.Array
 
 
-def _build_grid(config: SymbolicConfig, resolved) -> _Grid:
-    width = max(f.m for _, f in resolved) + config.noise_features
-    members = [(i, label, f, seed) for i, (label, f) in enumerate(resolved) for seed in config.seeds]
+def build_grid(config: SymbolicConfig, cells: Sequence[Cell]) -> Grid:
+    width = grid_width(config)
     tables = [
         data.make_dataset(
-            jax.random.fold_in(jax.random.key(seed), i),
-            f,
+            jax.random.fold_in(jax.random.key(cell.seed), cell.key),
+            cell.formula,
             noise_features=config.noise_features,
             n=config.n,
             y_std=config.label_noise,
             pad_to=width,
         )
-        for i, _, f, seed in members
+        for cell in cells
     ]
 
     def stack(name):
         return jnp.stack([getattr(t, name) for t in tables])
 
-    return _Grid(
-        labels=[label for _, label, _, _ in members],
-        formulas=[f for _, _, f, _ in members],
-        seeds=[seed for *_, seed in members],
+    return Grid(
+        cells=list(cells),
         m=np.array([t.m for t in tables], np.int32),
         x_train=stack("x_train"),
         y_train=stack("y_train"),
@@ -266,65 +291,70 @@ def _build_grid(config: SymbolicConfig, resolved) -> _Grid:
     )
 
 
-def _truth(grid: _Grid, method: str, protocol: str) -> jax.Array:
-    return jnp.stack(
-        [
-            data.ground_truth(f, x, method, steps=_TRUTH_STEPS, protocol=protocol)
-            for f, x in zip(grid.formulas, grid.x_test)
-        ]
-    )
+def model_of(config: SymbolicConfig):
+    return mlp(grid_width(config), depth=config.depth, width=config.width, activation=config.activation,
+               dropout=config.dropout)
 
 
-def run_setting(config: SymbolicConfig, *, sweep_axis: str = "", progress=None) -> list[dict[str, Any]]:
-    """Trains and attributes one setting's grid (formulas x seeds); returns one row per member x method."""
-    resolved = config.resolved_formulas()
-    say = progress or (lambda msg: None)
-    say("data")
-    grid = _build_grid(config, resolved)
-    size, width = len(grid.labels), grid.x_train.shape[-1]
-    model = mlp(width, depth=config.depth, width=config.width, activation=config.activation, dropout=config.dropout)
-    init_keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 1_000 + i) for i, s in enumerate(grid.seeds)])
-    train_keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 2_000 + i) for i, s in enumerate(grid.seeds)])
-    params = jax.vmap(model.init)(init_keys)
+class Trained(NamedTuple):
+    params: Any  # leading axis: cells
+    losses: jax.Array  # (cells, epochs)
+    seconds: float
 
-    say(f"train {size} models x {config.epochs} epochs")
+
+def train_grid(config: SymbolicConfig, grid: Grid, place=None) -> Trained:
+    """Trains every cell's model in one `fit_grid` program. `place(tree)` may put the stacked inputs on
+    devices (e.g. sharded along the cell axis); the computation follows the inputs' placement."""
+    place = place or (lambda tree: tree)
+    model = model_of(config)
+    params = jax.vmap(model.init)(jnp.stack([_stream(c, 1) for c in grid.cells]))
+    keys = jnp.stack([_stream(c, 2) for c in grid.cells])
+    params, x, y, keys = place((params, grid.x_train, grid.y_train, keys))
     start = time.perf_counter()
     result = fit_grid(
-        model.apply, params, grid.x_train, grid.y_train, train_keys,
+        model.apply, params, x, y, keys,
         optimizer=config.optimizer, learning_rate=config.learning_rate, epochs=config.epochs,
         batch_size=config.train_batch_size, loss="mse", dropout=config.dropout > 0,
     )
     jax.block_until_ready(result)
-    train_seconds = time.perf_counter() - start
-    trained = result.params
-    pred = predict_grid(model.apply, trained, grid.x_test)[..., 0]
+    return Trained(result.params, result.losses, time.perf_counter() - start)
+
+
+def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, sweep_axis: str = "",
+                   progress=None, place=None) -> list[dict[str, Any]]:
+    """Every method on every cell's test rows, scored; one row per cell x method."""
+    say = progress or (lambda msg: None)
+    place = place or (lambda tree: tree)
+    model = model_of(config)
+    size = len(grid.cells)
+    params, x_test = place((trained.params, grid.x_test))
+    pred = predict_grid(model.apply, params, x_test)[..., 0]
     mae = jnp.mean(jnp.abs(pred - grid.y_test), axis=1)
     pred_score = jax.vmap(metrics.pred_score)(pred, grid.y_test_clean)
-    initial_loss, final_loss = result.losses[:, 0], result.losses[:, -1]
-
-    refs = grid.x_train[:, :64]  # GradientSHAP's baseline distribution: training rows
-    attr_keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 3_000 + i) for i, s in enumerate(grid.seeds)])
+    initial_loss, final_loss = trained.losses[:, 0], trained.losses[:, -1]
+    refs = place(grid.x_train[:, :64])  # GradientSHAP's baseline distribution: training rows
+    attr_keys = place(jnp.stack([_stream(c, 3) for c in grid.cells]))
     m = jnp.asarray(grid.m)
     rows = []
     for method in config.method_names():
         say(f"attribute: {method}")
         options = tuple(sorted(_method_options(config, method).items()))
         start = time.perf_counter()
-        attr = _attribute_grid(model.apply, trained, grid.x_test, refs, attr_keys, method=method, options=options)
+        attr = _attribute_grid(model.apply, params, x_test, refs, attr_keys, method=method, options=options)
         jax.block_until_ready(attr)
         seconds = time.perf_counter() - start
         truth = _truth(grid, TRUTH_FOR[method], config.protocol)
         precision, uniform, consistency = jax.device_get(
             _scores(attr, truth, m, grid.mask, protocol=config.protocol)
         )
-        for g in range(size):
+        for g, cell in enumerate(grid.cells):
             rows.append({
                 "track": "symbolic",
-                "formula": grid.labels[g],
-                "formula_text": grid.formulas[g].text,
+                "formula": cell.label,
+                "formula_text": cell.formula.text,
                 "m": int(grid.m[g]),
                 "noise_features": config.noise_features,
-                "seed": grid.seeds[g],
+                "seed": cell.seed,
                 "model": f"mlp{config.depth}x{config.width}-{config.activation}",
                 "method": method,
                 "protocol": config.protocol,
@@ -346,9 +376,28 @@ def run_setting(config: SymbolicConfig, *, sweep_axis: str = "", progress=None) 
                 "initial_loss": float(initial_loss[g]),
                 "final_loss": float(final_loss[g]),
                 "seconds": seconds / size,
-                "train_seconds": train_seconds / size,
+                "train_seconds": trained.seconds / size,
             })
     return rows
+
+
+def _truth(grid: Grid, method: str, protocol: str) -> jax.Array:
+    return jnp.stack(
+        [
+            data.ground_truth(cell.formula, x, method, steps=_TRUTH_STEPS, protocol=protocol)
+            for cell, x in zip(grid.cells, grid.x_test)
+        ]
+    )
+
+
+def run_setting(config: SymbolicConfig, *, sweep_axis: str = "", progress=None) -> list[dict[str, Any]]:
+    """Trains and attributes one setting's grid (formulas x seeds); returns one row per cell x method."""
+    say = progress or (lambda msg: None)
+    say("data")
+    grid = build_grid(config, cells_of(config))
+    say(f"train {len(grid.cells)} models x {config.epochs} epochs")
+    trained = train_grid(config, grid)
+    return attribute_grid(config, grid, trained, sweep_axis=sweep_axis, progress=say)
 
 
 # ----------------------------------------------------------------------------------------------- a run
