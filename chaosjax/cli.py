@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     from chaosjax.tracks import rfe as rfe_track
 
     rfe_track.add_cli(sub)
+    from chaosjax import sweep
+
+    sweep.add_cli(sub)
     default = sub.add_parser("run-default", help="the default job of `make run`: the symbolic track, study defaults")
     default.add_argument("--out", default="runs/default")
     default.set_defaults(handler=_run_default)

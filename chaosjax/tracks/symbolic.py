@@ -505,13 +505,16 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]
     return float(arr.mean()), float(half)
 
 
-def summary_table(frame) -> str:
+def summary_table(frame, by: Sequence[str] | None = None) -> str:
     """A markdown table per method (and sweep value): functional precision and uniform score, mean and
-    95% CI over formulas x seeds, and the attribution wall time."""
-    axis = frame["sweep_axis"].iloc[0] if len(frame) and frame["sweep_axis"].iloc[0] else ""
-    column = {"noise": "noise_features", "label-noise": "label_noise"}.get(axis, axis)
-    keys = ([column] if column else []) + ["method"]
-    head = ([axis] if axis else []) + ["method", "functional precision", "uniform score", "cells", "seconds"]
+    95% CI over formulas x seeds, and the attribution wall time. `by`: result columns to split by
+    (default: the CLI sweep's axis, if any)."""
+    if by is None:
+        first = frame["sweep_axis"].iloc[0] if len(frame) else ""
+        axis = first if isinstance(first, str) else ""  # read back from CSV, an empty axis is NaN
+        by = [{"noise": "noise_features", "label-noise": "label_noise"}.get(axis, axis)] if axis else []
+    keys = list(by) + ["method"]
+    head = list(by) + ["method", "functional precision", "uniform score", "cells", "seconds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, group in frame.groupby(keys, sort=False):
         key = key if isinstance(key, tuple) else (key,)
@@ -521,6 +524,6 @@ def summary_table(frame) -> str:
             f"{fp:.3f} ± {fp_ci:.3f}", f"{us:.3f} ± {us_ci:.3f}", str(len(group)), f"{group['seconds'].sum():.1f}"
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    train = frame.drop_duplicates(["formula", "seed"] + ([column] if column else []))["train_seconds"].sum()
+    train = frame.drop_duplicates(["formula", "seed"] + list(by))["train_seconds"].sum()
     lines.append(f"\ntraining: {train:.1f} s for {len(frame.drop_duplicates(['formula', 'seed']))} models per setting")
     return "\n".join(lines)

@@ -1,0 +1,411 @@
+"""Sweeps at scale: a grid of cells sharded across devices, written as it goes, resumable.
+
+A sweep is described by a TOML file (or the equivalent dict):
+
+    [sweep]
+    chunk_size = 16            # cells trained and attributed together
+
+    [symbolic]
+    formulas = "0-14"          # indices, a range string, or formula texts
+    seeds = "0-2"
+    noise = [50, 100, 150]     # a list makes an axis of the grid; a scalar is fixed
+    lr = [1e-3, 3e-3]
+    methods = "all"
+    epochs = 1000
+
+The grid is tracks x formulas x seeds x settings (the product of the list-valued axes). Its cells are
+cut into chunks of cells that share a setting; each chunk is one `jit(vmap(...))` program whose cell
+axis is sharded across every local device (`Mesh` + `NamedSharding`; a chunk is padded to a multiple
+of the device count and the padding dropped from the results). JAX's own engine does the scheduling.
+
+Resume without loss: after each chunk its rows are appended to `DIR/results.csv` (flushed and
+fsynced), then the chunk is recorded in `DIR/progress.jsonl` with the byte size of the results
+file at that point. Trained params go to `DIR/checkpoints/<chunk>` (orbax) before attribution. A
+rerun on the same `DIR` skips recorded chunks, drops any tail of the results file that no chunk
+recorded (rows of a chunk that was killed while writing), restores trained-but-unattributed chunks
+from their checkpoints, and runs the rest. A `DIR` made by a different config is refused unless
+`force_new`, which moves the old files to `DIR/previous-<time>/` (nothing is deleted).
+
+Multi-host: when `jax.distributed` is configured (`JAX_COORDINATOR_ADDRESS`, or
+`CHAOSJAX_DISTRIBUTED=1` on a platform whose environment `jax.distributed.initialize()` reads),
+process `p` of `P` runs chunks `p, p + P, ...` on its local devices and writes
+`results.host<p>.csv`; process 0 merges them into `results.csv` at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import shutil
+import time
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from chaosjax.tracks import symbolic as sym
+
+TRACKS = ("symbolic",)
+_SWEEP_KEYS = {"chunk_size"}
+# TOML key -> SymbolicConfig field; the axes a list may sweep.
+_SYMBOLIC_KEYS = {
+    "formulas": "formulas", "seeds": "seeds", "methods": "methods", "noise": "noise_features", "n": "n",
+    "depth": "depth", "width": "width", "activation": "activation", "lr": "learning_rate",
+    "optimizer": "optimizer", "dropout": "dropout", "label_noise": "label_noise", "epochs": "epochs",
+    "ig_steps": "ig_steps", "smoothgrad_samples": "smoothgrad_samples", "shap_samples": "shap_samples",
+    "protocol": "protocol",
+}
+_AXES = ("noise", "n", "depth", "width", "activation", "lr", "optimizer", "dropout", "label_noise", "epochs")
+_RESULT_COLUMN = {"noise": "noise_features", "activation": "model"}  # axis -> results.csv column
+
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    id: str
+    setting: sym.SymbolicConfig
+    cells: tuple[sym.Cell, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepPlan:
+    spec: dict[str, Any]  # the normalised description (what config.json and the resume check compare)
+    chunks: tuple[Chunk, ...]
+
+    @property
+    def cells(self) -> int:
+        return sum(len(c.cells) for c in self.chunks)
+
+
+def load_toml(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"sweep: no such config file {str(path)!r}")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"sweep: {path} is not valid TOML: {err}") from None
+
+
+def _int_list(value, key) -> tuple[int, ...]:
+    from chaosjax._parse import parse_int_range
+
+    if isinstance(value, str):
+        return parse_int_range(value, key)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return tuple(value)
+    raise ValueError(f"sweep: `{key}` must be integers (a list or a range like '0-4'), got {value!r}")
+
+
+def plan(description: Mapping[str, Any]) -> SweepPlan:
+    """Validates a sweep description and cuts its grid into chunks. Raises ValueError naming the key."""
+    description = dict(description)
+    unknown_tables = [k for k in description if k != "sweep" and k not in TRACKS]
+    if unknown_tables:
+        raise ValueError(f"sweep: unknown track {unknown_tables[0]!r}; tracks a sweep can run: {', '.join(TRACKS)}")
+    options = dict(description.get("sweep", {}))
+    for key in options:
+        if key not in _SWEEP_KEYS:
+            raise ValueError(f"sweep: unknown key [sweep].{key}; expected one of {', '.join(sorted(_SWEEP_KEYS))}")
+    chunk_size = options.get("chunk_size", 16)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"sweep: [sweep].chunk_size must be an integer >= 1, got {chunk_size!r}")
+    table = description.get("symbolic")
+    if table is None:
+        raise ValueError("sweep: empty grid: no track table (add [symbolic])")
+    for key in table:
+        if key not in _SYMBOLIC_KEYS:
+            raise ValueError(f"sweep: unknown key [symbolic].{key}; expected one of {', '.join(_SYMBOLIC_KEYS)}")
+
+    fixed: dict[str, Any] = {}
+    axes: dict[str, list] = {}
+    for key, value in table.items():
+        field = _SYMBOLIC_KEYS[key]
+        if key == "formulas":
+            if isinstance(value, str):
+                from chaosjax._parse import parse_formulas
+
+                fixed[field] = parse_formulas(value)
+            elif isinstance(value, list):
+                fixed[field] = tuple(value)
+            else:
+                fixed[field] = (value,)
+        elif key == "seeds":
+            fixed[field] = _int_list(value, "[symbolic].seeds")
+        elif key == "methods":
+            fixed[field] = None if value == "all" else tuple([value] if isinstance(value, str) else value)
+        elif isinstance(value, list):
+            if key not in _AXES:
+                raise ValueError(f"sweep: [symbolic].{key} cannot be a list; axes are {', '.join(_AXES)}")
+            if not value:
+                raise ValueError(f"sweep: empty grid: [symbolic].{key} is an empty list")
+            axes[key] = value
+        else:
+            fixed[field] = value
+    for key in ("formulas", "seeds"):
+        if key in fixed and not fixed[key]:
+            raise ValueError(f"sweep: empty grid: [symbolic].{key} is empty")
+
+    try:
+        base = sym.SymbolicConfig(**fixed)
+    except TypeError as err:
+        raise ValueError(f"sweep: {err}") from None
+    settings = []
+    for values in itertools.product(*axes.values()):
+        setting = dataclasses.replace(base, **{_SYMBOLIC_KEYS[k]: v for k, v in zip(axes, values)})
+        setting.validate()
+        settings.append(setting)
+    chunks = []
+    for s, setting in enumerate(settings):
+        cells = sym.cells_of(setting)
+        for c in range(0, len(cells), chunk_size):
+            chunks.append(Chunk(f"s{s}-c{c // chunk_size}", setting, tuple(cells[c:c + chunk_size])))
+    if not chunks:
+        raise ValueError("sweep: empty grid")
+    spec = {"sweep": {"chunk_size": chunk_size},
+            "symbolic": {"fixed": json.loads(json.dumps(base.to_json(), default=str)),
+                         "axes": {k: list(v) for k, v in axes.items()}}}
+    return SweepPlan(spec, tuple(chunks))
+
+
+# ------------------------------------------------------------------------------------------- devices
+
+
+def _mesh():
+    from jax.sharding import Mesh
+
+    return Mesh(np.array(jax.local_devices()), ("grid",))
+
+
+def _placer(mesh):
+    """Puts stacked arrays on the mesh, split along their leading (cell) axis."""
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    sharding = NamedSharding(mesh, PartitionSpec("grid"))
+
+    def place(tree):
+        return jax.tree.map(lambda a: jax.device_put(a, sharding), tree)
+
+    return place
+
+
+def _padded(cells: tuple[sym.Cell, ...], multiple: int) -> list[sym.Cell]:
+    extra = (-len(cells)) % multiple
+    return list(cells) + [cells[-1]] * extra  # duplicates of a real cell: computed, then dropped
+
+
+def _distributed() -> tuple[int, int]:
+    """(process index, count), initialising jax.distributed when its environment is present."""
+    if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("CHAOSJAX_DISTRIBUTED") == "1":
+        if not jax.distributed.is_initialized():
+            jax.distributed.initialize()
+    return jax.process_index(), jax.process_count()
+
+
+# -------------------------------------------------------------------------------------------- storage
+
+
+class _Store:
+    """Append-only results with a progress log; see the module docstring."""
+
+    def __init__(self, path: Path, host: int, hosts: int):
+        self.path = path
+        suffix = "" if hosts == 1 else f".host{host}"
+        self.results = path / f"results{suffix}.csv"
+        self.progress = path / f"progress{suffix}.jsonl"
+        self.checkpoints = path / "checkpoints"
+
+    def done(self) -> dict[str, dict]:
+        """Recorded chunks; also cuts the results file back to the last recorded size."""
+        entries: dict[str, dict] = {}
+        if self.progress.exists():
+            for line in self.progress.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line torn by a kill: its chunk reruns
+                entries[entry["chunk"]] = entry
+        size = max((e["offset"] for e in entries.values()), default=0)
+        if self.results.exists() and self.results.stat().st_size > size:
+            with open(self.results, "r+b") as fh:
+                fh.truncate(size)  # rows past the last recorded chunk were never finished
+        return entries
+
+    def append(self, chunk_id: str, rows: list[dict], seconds: dict[str, float]) -> None:
+        import pandas as pd
+
+        frame = pd.DataFrame(rows, columns=list(sym.COLUMNS))
+        header = not self.results.exists() or self.results.stat().st_size == 0
+        text = frame.to_csv(index=False, header=header)
+        with open(self.results, "a") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+            offset = fh.tell()
+        with open(self.progress, "a") as fh:
+            fh.write(json.dumps({"chunk": chunk_id, "rows": len(rows), "offset": offset, "seconds": seconds}) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def checkpoint_path(self, chunk_id: str) -> Path:
+        return self.checkpoints / chunk_id
+
+    def save_params(self, chunk_id: str, trained: sym.Trained) -> None:
+        import orbax.checkpoint as ocp
+
+        target = self.checkpoint_path(chunk_id)
+        if target.exists():
+            shutil.rmtree(target)  # an unfinished save of a killed run
+        checkpointer = ocp.StandardCheckpointer()
+        checkpointer.save(target.resolve(), {"params": trained.params, "losses": trained.losses})
+        checkpointer.wait_until_finished()
+        (target / "chaosjax_seconds.json").write_text(json.dumps({"train_seconds": trained.seconds}))
+
+    def restore_params(self, chunk_id: str, template: Any) -> sym.Trained | None:
+        import orbax.checkpoint as ocp
+
+        target = self.checkpoint_path(chunk_id)
+        meta = target / "chaosjax_seconds.json"
+        if not meta.exists():  # written last: without it the save did not finish
+            return None
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+        restored = ocp.StandardCheckpointer().restore(target.resolve(), abstract)
+        return sym.Trained(restored["params"], restored["losses"], json.loads(meta.read_text())["train_seconds"])
+
+
+def _check_directory(path: Path, spec: dict, force_new: bool) -> None:
+    stored = path / "sweep.json"
+    if not stored.exists():
+        if (path / "results.csv").exists():
+            if not force_new:
+                raise ValueError(f"--out: {path} holds results that no sweep wrote; use another directory or "
+                                 "--force-new")
+        else:
+            return
+    elif json.loads(stored.read_text()) == json.loads(json.dumps(spec, default=str)):
+        return
+    elif not force_new:
+        old = json.loads(stored.read_text())
+        differing = sorted(k for k in set(old.get("symbolic", {}).get("fixed", {})) | set(spec["symbolic"]["fixed"])
+                           if old.get("symbolic", {}).get("fixed", {}).get(k) != spec["symbolic"]["fixed"].get(k))
+        hint = f" (differs in {', '.join(differing)})" if differing else ""
+        raise ValueError(f"--out: {path} holds a sweep of another config{hint}; resume it with its own config, "
+                         "use another directory, or pass --force-new")
+    # --force-new: keep the old run, out of the way.
+    keep = path / time.strftime("previous-%Y%m%d-%H%M%S")
+    keep.mkdir()
+    for item in list(path.iterdir()):
+        if not item.name.startswith("previous-"):
+            shutil.move(str(item), keep / item.name)
+
+
+# ------------------------------------------------------------------------------------------------ run
+
+
+def run(description: Mapping[str, Any], out: str | os.PathLike, *, force_new: bool = False,
+        progress: bool = True, log=print):
+    """Runs (or resumes) a sweep into `out`; returns the results DataFrame (this host's, merged on host 0)."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    sweep_plan = plan(description)
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out: {path} is not a directory")
+    host, hosts = _distributed()
+    if host == 0:
+        path.mkdir(parents=True, exist_ok=True)
+        _check_directory(path, sweep_plan.spec, force_new)
+        (path / "sweep.json").write_text(json.dumps(sweep_plan.spec, indent=2, default=str))
+    store = _Store(path, host, hosts)
+    done = store.done()
+    mine = [c for i, c in enumerate(sweep_plan.chunks) if i % hosts == host]
+    todo = [c for c in mine if c.id not in done]
+    mesh = _mesh()
+    place = _placer(mesh)
+    devices = mesh.devices.size
+    started = time.time()
+    bar = tqdm(total=sum(len(c.cells) for c in mine), initial=sum(len(c.cells) for c in mine if c.id in done),
+               disable=not progress, unit="cell", dynamic_ncols=True)
+    try:
+        for chunk in todo:
+            bar.set_postfix_str(f"{chunk.id}: {chunk.cells[0].label}..{chunk.cells[-1].label} "
+                                f"seeds {sorted({c.seed for c in chunk.cells})}")
+            cells = _padded(chunk.cells, devices)
+            t0 = time.perf_counter()
+            grid = sym.build_grid(chunk.setting, cells)
+            model = sym.model_of(chunk.setting)
+            template = {"params": jax.vmap(model.init)(jnp.stack([sym._stream(c, 1) for c in cells])),
+                        "losses": jnp.zeros((len(cells), chunk.setting.epochs), jnp.float32)}
+            trained = store.restore_params(chunk.id, template)
+            restored = trained is not None
+            if trained is None:
+                trained = sym.train_grid(chunk.setting, grid, place=place)
+                store.save_params(chunk.id, trained)
+            t1 = time.perf_counter()
+            rows = sym.attribute_grid(chunk.setting, grid, trained, place=place)
+            real = len(chunk.cells)
+            rows = [r for i, r in enumerate(rows) if i % len(cells) < real]
+            t2 = time.perf_counter()
+            store.append(chunk.id, rows, {"train": t1 - t0, "attribute": t2 - t1, "restored": restored})
+            bar.update(real)
+            if not progress and log:
+                log(f"{chunk.id}: {real} cells, train {t1 - t0:.1f} s{' (restored)' if restored else ''}, "
+                    f"attribute {t2 - t1:.1f} s")
+    finally:
+        bar.close()
+
+    if hosts > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("chaosjax-sweep-done")
+        if host == 0:
+            parts = [pd.read_csv(p) for p in sorted(path.glob("results.host*.csv"))]
+            merged = pd.concat(parts, ignore_index=True)
+            merged.to_csv(path / "results.csv.tmp", index=False)
+            os.replace(path / "results.csv.tmp", path / "results.csv")
+    frame = pd.read_csv(path / "results.csv") if (path / "results.csv").exists() else pd.DataFrame()
+    if host == 0:
+        entries = _Store(path, 0, 1).done() if hosts == 1 else {}
+        meta = {
+            "schema_version": sym.SCHEMA_VERSION,
+            "track": "symbolic",
+            "sweep": sweep_plan.spec,
+            "cells": sweep_plan.cells,
+            "chunks": len(sweep_plan.chunks),
+            "environment": {**sym.environment(), "process_count": hosts, "local_devices": devices},
+            "wall_seconds": {"this_run": time.time() - started,
+                             "per_chunk": {k: v.get("seconds") for k, v in entries.items()}},
+        }
+        (path / "config.json").write_text(json.dumps(meta, indent=2, default=str))
+    return frame
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="run (or resume) a grid described in a TOML file, sharded across devices",
+        description="Run a grid of cells from a TOML description, sharded across all local devices, writing "
+                    "results as each chunk finishes. Rerun the same command to resume after an interruption.",
+    )
+    p.add_argument("config", help="the sweep's TOML file")
+    p.add_argument("--out", required=True, help="results directory (resumed if it holds this sweep)")
+    p.add_argument("--force-new", action="store_true",
+                   help="start over in a directory of another config (its files move to previous-<time>/)")
+    p.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
+
+    def handler(args) -> int:
+        frame = run(load_toml(args.config), args.out, force_new=args.force_new, progress=not args.quiet)
+        axes = [_RESULT_COLUMN.get(k, k) for k in plan(load_toml(args.config)).spec["symbolic"]["axes"]]
+        print(sym.summary_table(frame, by=axes) if len(frame) else "no results")
+        print(f"\nresults: {args.out}/results.csv")
+        return 0
+
+    p.set_defaults(handler=handler)

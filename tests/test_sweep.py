@@ -1,0 +1,171 @@
+"""Sweeps: planning and its errors, sharding across fake devices, resume after SIGKILL, checkpoints."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+from chaosjax import cli, sweep
+from chaosjax.tracks import symbolic as sym
+
+ROOT = Path(__file__).resolve().parents[1]
+METRICS = ["functional_precision", "uniform_score", "consistency", "test_mae", "final_loss"]
+
+TINY = """
+[sweep]
+chunk_size = {chunk}
+
+[symbolic]
+formulas = "0-4"
+seeds = [0]
+noise = [4]
+n = 120
+epochs = {epochs}
+depth = 1
+width = 8
+methods = ["saliency", "feature_ablation"]
+"""
+
+
+def _write(tmp_path, name="sweep.toml", chunk=2, epochs=20):
+    path = tmp_path / name
+    path.write_text(TINY.format(chunk=chunk, epochs=epochs))
+    return path
+
+
+def _run_cli(args, env_extra=None, wait=True):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env_extra or {})}
+    cmd = [sys.executable, "-m", "chaosjax", "sweep", *map(str, args), "--quiet"]
+    if wait:
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _sorted(frame):
+    return frame.sort_values(["noise_features", "formula", "seed", "method"]).reset_index(drop=True)
+
+
+def test_plan_cuts_the_grid_into_chunks():
+    plan = sweep.plan({"sweep": {"chunk_size": 4}, "symbolic": {"formulas": "0-4", "seeds": "0-1",
+                                                                "noise": [10, 20], "lr": [1e-3, 1e-2]}})
+    assert plan.cells == 5 * 2 * 2 * 2 and len(plan.chunks) == 4 * 3
+    assert {len(c.cells) for c in plan.chunks} == {4, 2}
+    assert len({c.id for c in plan.chunks}) == len(plan.chunks)
+    settings = {(c.setting.noise_features, c.setting.learning_rate) for c in plan.chunks}
+    assert settings == {(10, 1e-3), (10, 1e-2), (20, 1e-3), (20, 1e-2)}
+
+
+@pytest.mark.parametrize(
+    "description, message",
+    [
+        ({"symbolic": {"formulas": "0-2", "temperature": 3}}, "temperature"),
+        ({"vision": {}}, "unknown track 'vision'"),
+        ({"sweep": {"chunk_size": 2}}, "empty grid"),
+        ({"symbolic": {"formulas": []}}, "empty grid"),
+        ({"symbolic": {"noise": []}}, "empty grid"),
+        ({"symbolic": {"seeds": ["a"]}}, "seeds"),
+        ({"symbolic": {"methods": ["lime"]}}, "methods"),
+        ({"symbolic": {"protocol": ["paper", "corrected"]}}, "protocol"),
+        ({"sweep": {"workers": 3}, "symbolic": {}}, "workers"),
+        ({"symbolic": {"noise": [-1]}}, "noise"),
+    ],
+)
+def test_bad_descriptions_name_the_key(description, message):
+    with pytest.raises(ValueError, match=message):
+        sweep.plan(description)
+
+
+def test_cli_reports_bad_toml_in_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[symbolic]\nformulas = '0-2'\nbogus = 1\n")
+    assert cli.main(["sweep", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "bogus" in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_checkpoints_restore_params_bit_identically(tmp_path):
+    config = sym.SymbolicConfig(formulas=(0, 6), noise_features=3, n=100, epochs=5, depth=1, width=4)
+    grid = sym.build_grid(config, sym.cells_of(config))
+    trained = sym.train_grid(config, grid)
+    store = sweep._Store(tmp_path, 0, 1)
+    store.save_params("c0", trained)
+    restored = store.restore_params("c0", {"params": trained.params, "losses": trained.losses})
+    for a, b in zip(jax.tree.leaves(trained.params), jax.tree.leaves(restored.params)):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(trained.losses, restored.losses)
+    assert restored.seconds == trained.seconds
+    assert store.restore_params("never-saved", {"params": trained.params, "losses": trained.losses}) is None
+
+
+def test_sweep_on_four_devices_matches_one_device_and_resumes_after_sigkill(tmp_path):
+    config = _write(tmp_path, chunk=3, epochs=20)  # 5 cells in chunks of 3 and 2: neither divides 4 devices
+    reference = _run_cli([config, "--out", tmp_path / "one"])
+    assert reference.returncode == 0, reference.stderr
+    one = pd.read_csv(tmp_path / "one" / "results.csv")
+    assert len(one) == 10 and not one.duplicated(["formula", "seed", "method"]).any()
+
+    four = _run_cli([config, "--out", tmp_path / "four"],
+                    env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+    assert four.returncode == 0, four.stderr
+    meta = json.loads((tmp_path / "four" / "config.json").read_text())
+    assert meta["environment"]["local_devices"] == 4
+    sharded = pd.read_csv(tmp_path / "four" / "results.csv")
+    np.testing.assert_allclose(_sorted(sharded)[METRICS], _sorted(one)[METRICS], rtol=1e-4, atol=1e-5)
+
+    # Interrupted: SIGKILL once the first chunk is recorded, then the same command again.
+    out = tmp_path / "killed"
+    proc = _run_cli([config, "--out", out], wait=False)
+    progress = out / "progress.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (progress.exists() and progress.read_text().count("\n") >= 1):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert progress.read_text().count("\n") == 1  # killed part-way: one chunk of two recorded
+    resumed = _run_cli([config, "--out", out])
+    assert resumed.returncode == 0, resumed.stderr
+    final = pd.read_csv(out / "results.csv")
+    assert len(final) == len(one) and not final.duplicated(["formula", "seed", "method"]).any()
+    np.testing.assert_allclose(_sorted(final)[METRICS], _sorted(one)[METRICS], rtol=1e-5, atol=1e-6)
+
+    # Another config in the same directory is refused; --force-new keeps the old files aside.
+    other = tmp_path / "other.toml"
+    other.write_text(config.read_text().replace("epochs = 20", "epochs = 21"))
+    refused = _run_cli([other, "--out", out])
+    assert refused.returncode == 2 and "another config" in refused.stderr and "epochs" in refused.stderr
+
+
+def test_force_new_moves_the_old_run_aside(tmp_path):
+    out = tmp_path / "run"
+    sweep.run(sweep.load_toml(_write(tmp_path, chunk=5, epochs=3)), out, progress=False, log=None)
+    changed = sweep.load_toml(_write(tmp_path, name="b.toml", chunk=5, epochs=4))
+    with pytest.raises(ValueError, match="another config"):
+        sweep.run(changed, out, progress=False, log=None)
+    frame = sweep.run(changed, out, force_new=True, progress=False, log=None)
+    kept = list(out.glob("previous-*/results.csv"))
+    assert len(kept) == 1 and len(pd.read_csv(kept[0])) == len(frame) == 10
+    assert (frame["epochs"] == 4).all()
+
+
+def test_trained_but_unattributed_chunks_are_restored_from_checkpoints(tmp_path):
+    out = tmp_path / "run"
+    description = sweep.load_toml(_write(tmp_path, chunk=3, epochs=5))
+    first = sweep.run(description, out, progress=False, log=None)
+    progress = out / "progress.jsonl"
+    lines = progress.read_text().splitlines(keepends=True)
+    progress.write_text("".join(lines[:-1]))  # as if killed after training the last chunk, before its rows
+    again = sweep.run(description, out, progress=False, log=None)
+    last = json.loads(progress.read_text().splitlines()[-1])
+    assert last["seconds"]["restored"] is True
+    assert len(again) == len(first)
+    np.testing.assert_array_equal(_sorted(again)[METRICS], _sorted(first)[METRICS])
