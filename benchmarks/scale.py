@@ -1,0 +1,126 @@
+"""Sweep throughput: cells per second of a symbolic grid on 1, 2 and 4 devices, and the full ablation.
+
+CPU mode runs the same small sweep in fresh processes that see 1, 2 and 4 fake CPU devices
+(`--xla_force_host_platform_device_count`): on a machine with few cores the fake devices share them,
+so this shows the sharding overhead rather than a speed-up. GPU mode runs the study's whole symbolic
+ablation — every axis of PROTOCOL.md section 1 one at a time around the defaults, 15 formulas x 3
+seeds each — through `chaosjax.sweep`, and prints the planned cell count and the measured time.
+
+    python benchmarks/scale.py                       # CPU: 1, 2, 4 fake devices
+    python benchmarks/scale.py --mode gpu            # the full ablation on the visible accelerator
+    python benchmarks/scale.py --mode gpu --plan     # only print the planned grid
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The study's ablation axes (PROTOCOL.md section 1), each swept with the others at their defaults.
+ABLATION = {
+    "noise": [0, 50, 100, 150, 200],
+    "n": [2_500, 5_000, 10_000, 20_000],
+    "depth": [2, 3, 4, 5, 6],
+    "width": [25, 50, 100, 200],
+    "lr": [1e-4, 1e-3, 5e-3, 2e-2],
+    "dropout": [0.0, 0.1, 0.2, 0.35],
+    "optimizer": ["adadelta", "adagrad", "adam", "asgd", "rmsprop", "sgd"],
+    "label_noise": [0.0, 0.01, 0.04, 0.16],
+}
+CPU_SWEEP = """
+[sweep]
+chunk_size = {chunk}
+
+[symbolic]
+formulas = "0-14"
+seeds = [0]
+noise = [{noise}]
+n = {n}
+epochs = {epochs}
+methods = ["saliency", "integrated_gradients", "feature_ablation"]
+"""
+
+
+def cpu_mode(args) -> None:
+    print(f"# {args.epochs} epochs, {args.n} rows, 15 formulas, chunks of {args.chunk} cells")
+    print("| devices | cells | wall (s) | cells/s |")
+    print("|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "sweep.toml"
+        config.write_text(CPU_SWEEP.format(chunk=args.chunk, noise=args.noise, n=args.n, epochs=args.epochs))
+        for devices in (1, 2, 4):
+            env = {**os.environ, "PYTHONPATH": str(ROOT),
+                   "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+            out = Path(tmp) / f"d{devices}"
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "chaosjax", "sweep", str(config), "--out", str(out), "--quiet"],
+                           env=env, check=True, capture_output=True)
+            wall = time.perf_counter() - start
+            cells = json.loads((out / "config.json").read_text())["cells"]
+            print(f"| {devices} | {cells} | {wall:.1f} | {cells / wall:.2f} |", flush=True)
+
+
+def gpu_mode(args) -> None:
+    from chaosjax import sweep
+
+    descriptions = {
+        axis: {"sweep": {"chunk_size": args.chunk},
+               "symbolic": {"formulas": "0-14", "seeds": [0, 1, 2], axis: values, "epochs": args.epochs,
+                            "methods": ["saliency", "integrated_gradients", "deeplift", "feature_ablation"]}}
+        for axis, values in ABLATION.items()
+    }
+    plans = {axis: sweep.plan(d) for axis, d in descriptions.items()}
+    total = sum(p.cells for p in plans.values())
+    print(f"# full symbolic ablation: {len(ABLATION)} axes, {sum(len(v) for v in ABLATION.values())} settings, "
+          f"{total} cells (15 formulas x 3 seeds per setting), {args.epochs} epochs each")
+    if args.plan:
+        return
+    import jax
+
+    print(f"# jax {jax.__version__} on {jax.devices()[0].device_kind} x {jax.local_device_count()}")
+    print("| axis | cells | wall (s) | cells/s |")
+    print("|---|---:|---:|---:|")
+    start_all = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for axis, description in descriptions.items():
+            start = time.perf_counter()
+            sweep.run(description, Path(tmp) / axis, progress=False, log=None)
+            wall = time.perf_counter() - start
+            print(f"| {axis} | {plans[axis].cells} | {wall:.1f} | {plans[axis].cells / wall:.1f} |", flush=True)
+            if time.perf_counter() - start_all > args.budget:
+                print(f"# stopped after {axis}: over the {args.budget} s budget")
+                break
+    wall = time.perf_counter() - start_all
+    print(f"total: {wall:.1f} s")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", default="cpu", choices=("cpu", "gpu"))
+    parser.add_argument("--epochs", type=int, default=None, help="default: 50 on CPU, 1000 (the study) on GPU")
+    parser.add_argument("--n", type=int, default=2_000, help="rows (CPU mode)")
+    parser.add_argument("--noise", type=int, default=100, help="noise columns (CPU mode)")
+    parser.add_argument("--chunk", type=int, default=None, help="cells per chunk (default 8 on CPU, 45 on GPU)")
+    parser.add_argument("--budget", type=float, default=600, help="GPU mode: stop after the axis that passes it")
+    parser.add_argument("--plan", action="store_true", help="GPU mode: print the grid and stop")
+    args = parser.parse_args(argv)
+    if args.mode == "cpu":
+        args.epochs = args.epochs or 50
+        args.chunk = args.chunk or 8
+        cpu_mode(args)
+    else:
+        args.epochs = args.epochs or 1000
+        args.chunk = args.chunk or 45
+        gpu_mode(args)
+
+
+if __name__ == "__main__":
+    main()
