@@ -1,3 +1,39 @@
-"""chaosjax: attribution methods tested where signal is scarce, in JAX."""
+"""chaosjax: do attribution methods find the few features that matter among many that don't?
+
+A JAX-native reimplementation and extension of the ChaosMining benchmark (arXiv 2406.12150).
+The flat API re-exports the attribution methods; the rest lives in small modules:
+
+- `chaosjax.attribution`: pure methods `method(f, x, *, ...)`, `METHODS`, `target`.
+- `chaosjax.data`, `chaosjax.models`, `chaosjax.metrics`, `chaosjax.train`: the benchmark's parts.
+- `chaosjax.tracks`: each track end to end; `chaosjax.rfe`: feature elimination; `chaosjax.sweep`: grids at scale.
+"""
+
+from chaosjax.attribution import (
+    METHODS,
+    NEEDS_KEY,
+    deeplift,
+    feature_ablation,
+    gradient_shap,
+    input_x_gradient,
+    integrated_gradients,
+    random_baseline,
+    saliency,
+    smoothgrad,
+    target,
+)
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "METHODS",
+    "NEEDS_KEY",
+    "deeplift",
+    "feature_ablation",
+    "gradient_shap",
+    "input_x_gradient",
+    "integrated_gradients",
+    "random_baseline",
+    "saliency",
+    "smoothgrad",
+    "target",
+]
