@@ -280,3 +280,17 @@ def test_bad_arguments_raise(getkey):
         train.fit_grid(FN.apply, grid, x, y, jax.random.split(key, 3), data_axis=None)
     with pytest.raises(ValueError, match="learning_rate"):
         train.fit_grid(FN.apply, grid, x, y, jax.random.split(key, 2), data_axis=None, learning_rate=jnp.ones(3))
+
+
+def test_progress_reaches_the_host_once_per_tick_not_per_member(getkey):
+    from chaosjax import train as tr
+    from chaosjax.models import mlp as make_mlp
+
+    model = make_mlp(3, depth=1, width=4)
+    params = jax.vmap(model.init)(jax.random.split(getkey(), 4))
+    x = jax.random.normal(getkey(), (4, 16, 3))
+    y = jnp.sum(x, axis=-1)
+    seen = []
+    with tr.progress_to(lambda epoch, epochs: seen.append((epoch, epochs))):
+        jax.block_until_ready(tr.fit_grid(model.apply, params, x, y, jax.random.split(getkey(), 4), epochs=100))
+    assert seen == [(e, 100) for e in range(2, 101, 2)]

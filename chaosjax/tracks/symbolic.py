@@ -27,7 +27,7 @@ import numpy as np
 from chaosjax import attribution, metrics
 from chaosjax.data import symbolic as data
 from chaosjax.models.mlp import mlp
-from chaosjax.train import OPTIMIZERS, fit_grid, predict_grid
+from chaosjax.train import OPTIMIZERS, fit_grid, predict_grid, progress_to
 
 #: Ground truth each method is scored against (`chaosjax.data.symbolic.ground_truth` method names).
 TRUTH_FOR = {
@@ -460,10 +460,15 @@ def run(
 
             def say(msg, prefix=prefix):
                 bar.set_description(prefix + msg)
+                bar.set_postfix_str("")
                 bar.update(1)
 
+            def epochs_done(epoch, epochs):
+                bar.set_postfix_str(f"epoch {epoch}/{epochs}")
+
             start = time.perf_counter()
-            rows.extend(run_setting(setting, sweep_axis=axis, progress=say))
+            with progress_to(epochs_done):
+                rows.extend(run_setting(setting, sweep_axis=axis, progress=say))
             walls.append(time.perf_counter() - start)
     finally:
         bar.close()
