@@ -584,8 +584,9 @@ def _report_symbolic(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *,
         ax.set_xlabel(_label(metric) + " (mean ± 95% CI)")
         ax.grid(axis="x", alpha=0.3)
         ax.set_axisbelow(True)
-    fig.suptitle(f"Attribution methods vs the true function: {frame['formula'].nunique()} formulas x "
-                 f"{frame['seed'].nunique()} seeds{pooled}")
+    n_formulas, n_seeds = frame["formula"].nunique(), frame["seed"].nunique()
+    fig.suptitle(f"Attribution methods vs the true function: {n_formulas} formula{'s' * (n_formulas != 1)} x "
+                 f"{n_seeds} seed{'s' * (n_seeds != 1)}{pooled}")
     paths = _save(fig, figdir, "symbolic_methods", formats)
     figures += paths
     md += [_image(paths, "functional precision and uniform score per method"), ""]
