@@ -70,7 +70,7 @@ def torch_model(body: str, variables, channels: int, classes: int):
                 div = torch.exp(torch.arange(0, d, 2, dtype=torch.float32) * (-math.log(10000.0) / d))[None]
                 pe = torch.zeros(t, d)
                 pe[:, 0::2], pe[:, 1::2] = torch.sin(pos * div), torch.cos(pos * div)
-                h = h + pe[None]
+                h = h + pe[None].to(h.device)  # built on the CPU; the twin may run on a GPU
                 for layer in self.enc:
                     h = layer(h)
             return self.head(h.max(dim=1).values)
