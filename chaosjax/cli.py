@@ -118,10 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_symbolic(sub)
+    from chaosjax.tracks.vision import add_cli as _add_vision; _add_vision(sub)  # noqa: E702
     _add_report(sub)
     from chaosjax.tracks import rfe as rfe_track
 
     rfe_track.add_cli(sub)
+    from chaosjax.tracks import audio as audio_track
+
+    audio_track.add_cli(sub)
     from chaosjax import sweep
 
     sweep.add_cli(sub)
