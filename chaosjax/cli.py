@@ -117,18 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Benchmark post-hoc attribution methods where signal is scarce (ChaosMining in JAX).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_symbolic(sub)
-    from chaosjax.tracks.vision import add_cli as _add_vision; _add_vision(sub)  # noqa: E702
-    _add_report(sub)
-    from chaosjax.tracks import rfe as rfe_track
-
-    rfe_track.add_cli(sub)
-    from chaosjax.tracks import audio as audio_track
-
-    audio_track.add_cli(sub)
     from chaosjax import sweep
+    from chaosjax.tracks import audio, rfe, vision
 
+    _add_symbolic(sub)
+    vision.add_cli(sub)
+    audio.add_cli(sub)
+    rfe.add_cli(sub)
     sweep.add_cli(sub)
+    _add_report(sub)
     default = sub.add_parser("run-default", help="the default job of `make run`: the symbolic track, study defaults")
     default.add_argument("--out", default="runs/default")
     default.set_defaults(handler=_run_default)
