@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-__all__ = ["Functional", "functional"]
+__all__ = ["Functional", "functional", "stateful_functional"]
 
 Params = Any
 
@@ -86,3 +86,30 @@ def functional(factory: Callable[[nnx.Rngs], nnx.Module]) -> Functional:
     # Jitted so that eager calls (a notebook, a quick check) compile once per shape instead of op by op; under an
     # outer jit/vmap/grad they are inlined like any other function.
     return Functional(jax.jit(init), jax.jit(apply))
+
+
+def stateful_functional(factory: Callable[[nnx.Rngs], nnx.Module]) -> Functional:
+    """`Functional(init, apply)` of a module whose `__call__(x, train)` may update BatchNorm statistics.
+
+    `init(key) -> {"params": ..., "batch_stats": ...}`; `apply(variables, x, *, train=False)` returns logits,
+    or `(logits, new_batch_stats)` when `train=True` (`chaosjax.classify`'s stateful contract). Both are jitted.
+    Used by the vision and audio models.
+    """
+    abstract = nnx.eval_shape(lambda: factory(nnx.Rngs(0)))
+    graphdef, _, _ = nnx.split(abstract, nnx.Param, ...)
+
+    def init(key: Any):
+        _, params, rest = nnx.split(factory(nnx.Rngs(params=_as_key(key))), nnx.Param, ...)
+        return {"params": params, "batch_stats": rest}
+
+    def apply(variables, x, *, train: bool = False):
+        if not isinstance(variables, dict) or set(variables) != {"params", "batch_stats"}:
+            raise TypeError("apply: `variables` must be the dict {'params', 'batch_stats'} returned by init")
+        model = nnx.merge(graphdef, variables["params"], variables["batch_stats"])
+        logits = model(x, train=train)
+        if not train:
+            return logits
+        _, _, stats = nnx.split(model, nnx.Param, ...)
+        return logits, stats
+
+    return Functional(jax.jit(init), jax.jit(apply, static_argnames=("train",)))

@@ -36,13 +36,13 @@ from __future__ import annotations
 
 import functools
 import numbers
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from chaosjax.models._functional import Functional
+from chaosjax.models._functional import Functional, stateful_functional
 
 __all__ = ["MODELS", "AlexNet", "ResNet", "SmallCNN", "VGG", "ViT", "alexnet", "resnet18", "small_cnn", "vgg13",
            "vision_functional", "vit"]
@@ -258,33 +258,7 @@ class ViT(nnx.Module):
 # --------------------------------------------------------------------------------------------- functional
 
 
-def vision_functional(factory: Callable[[nnx.Rngs], nnx.Module]) -> Functional:
-    """`Functional(init, apply)` of a module whose `__call__(x, train)` may update BatchNorm statistics.
-
-    `init(key) -> {"params": ..., "batch_stats": ...}`; `apply(variables, x, *, train=False)` returns logits,
-    or `(logits, new_batch_stats)` when `train=True` (module docstring). Both are jitted.
-    """
-    abstract = nnx.eval_shape(lambda: factory(nnx.Rngs(0)))
-    graphdef, _, _ = nnx.split(abstract, nnx.Param, ...)
-
-    def init(key: Any):
-        key = jax.random.key(key) if isinstance(key, int) else key
-        if not jnp.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key):
-            key = jax.random.wrap_key_data(key)
-        _, params, rest = nnx.split(factory(nnx.Rngs(params=key)), nnx.Param, ...)
-        return {"params": params, "batch_stats": rest}
-
-    def apply(variables, x, *, train: bool = False):
-        if not isinstance(variables, dict) or set(variables) != {"params", "batch_stats"}:
-            raise TypeError("apply: `variables` must be the dict {'params', 'batch_stats'} returned by init")
-        model = nnx.merge(graphdef, variables["params"], variables["batch_stats"])
-        logits = model(x, train=train)
-        if not train:
-            return logits
-        _, _, stats = nnx.split(model, nnx.Param, ...)
-        return logits, stats
-
-    return Functional(jax.jit(init), jax.jit(apply, static_argnames=("train",)))
+vision_functional = stateful_functional  # the shared BatchNorm-aware functional face
 
 
 def _checked(image_size, num_classes):
