@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from chaosjax.data._conditions import CONDITIONS, condition_code  # shared with the vision track
 from chaosjax.data.speech import WORDS, WordBank
 
 __all__ = [
@@ -67,7 +68,6 @@ __all__ = [
     "synthetic_bank",
 ]
 
-CONDITIONS = ("RBFP", "RBRP", "SBFP", "SBRP")
 SAMPLE_RATES = (8000, 16000)
 #: name -> settings: generator geometry (`AudioSpec`) and the word bank's speakers per split.
 PRESETS = {
@@ -128,24 +128,6 @@ def preset(name: str | AudioSpec) -> AudioSpec:
         raise ValueError(f"preset: unknown {name!r}; expected one of {', '.join(PRESETS)}")
     p = PRESETS[name]
     return AudioSpec(sample_rate=p["sample_rate"], scape_files=p["scape_files"], scape_seconds=p["scape_seconds"])
-
-
-def condition_code(condition: Any) -> Any:
-    """``CONDITIONS.index(condition)`` for a name; an int code (or a traced int) is checked and passed on."""
-    if isinstance(condition, str):
-        if condition not in CONDITIONS:
-            raise ValueError(f"condition: unknown {condition!r}; expected one of {', '.join(CONDITIONS)}")
-        return CONDITIONS.index(condition)
-    if isinstance(condition, (bool, float)):
-        raise TypeError(f"condition: expected a name or an int code 0-3, got {condition!r}")
-    if isinstance(condition, (int, np.integer)):
-        if not 0 <= condition < len(CONDITIONS):
-            raise ValueError(f"condition: code {condition} out of range 0-{len(CONDITIONS) - 1}")
-        return int(condition)
-    c = jnp.asarray(condition)
-    if c.ndim != 0 or not jnp.issubdtype(c.dtype, jnp.integer):
-        raise TypeError(f"condition: expected a name or an integer scalar code, got dtype {c.dtype} shape {c.shape}")
-    return c
 
 
 def channel_groups(spec: AudioSpec | str) -> np.ndarray:

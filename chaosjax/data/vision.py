@@ -36,6 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from chaosjax.data._conditions import CONDITIONS, condition_code  # shared with the audio track
+
 __all__ = [
     "CONDITIONS",
     "PRESETS",
@@ -50,7 +52,6 @@ __all__ = [
     "preset",
 ]
 
-CONDITIONS = ("RBFP", "RBRP", "SBFP", "SBRP")
 #: name -> (canvas, foreground).
 PRESETS = {"tiny": (56, 8), "small": (112, 16), "paper": (224, 32)}
 
@@ -112,24 +113,6 @@ def preset(name: str | VisionSpec) -> VisionSpec:
         raise ValueError(f"preset: unknown {name!r}; expected one of {', '.join(PRESETS)}")
     canvas, fg = PRESETS[name]
     return VisionSpec(canvas=canvas, foreground=fg)
-
-
-def condition_code(condition: Any) -> Any:
-    """`CONDITIONS.index(condition)` for a name; an int code (or a traced int) is checked and passed on."""
-    if isinstance(condition, str):
-        if condition not in CONDITIONS:
-            raise ValueError(f"condition: unknown {condition!r}; expected one of {', '.join(CONDITIONS)}")
-        return CONDITIONS.index(condition)
-    if isinstance(condition, (bool, float)):
-        raise TypeError(f"condition: expected a name or an int code 0-3, got {condition!r}")
-    if isinstance(condition, (int, np.integer)):
-        if not 0 <= condition < len(CONDITIONS):
-            raise ValueError(f"condition: code {condition} out of range 0-{len(CONDITIONS) - 1}")
-        return int(condition)
-    c = jnp.asarray(condition)
-    if c.ndim != 0 or not jnp.issubdtype(c.dtype, jnp.integer):
-        raise TypeError(f"condition: expected a name or an integer scalar code, got dtype {c.dtype} shape {c.shape}")
-    return c
 
 
 def grid_groups(spec: VisionSpec | str) -> np.ndarray:
