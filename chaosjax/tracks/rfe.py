@@ -229,11 +229,9 @@ def run(config: RFEConfig, *, out=None, overwrite: bool = False, progress: bool 
     from tqdm.auto import tqdm
 
     config.validate()
-    path = None
-    if out is not None:
-        path = Path(out)
-        if (path / "results.csv").exists() and not overwrite:
-            raise ValueError(f"--out: {path} already holds results.csv; choose a new directory or pass --overwrite")
+    from chaosjax.tracks.symbolic import _prepare_out
+
+    path = _prepare_out(out, overwrite) if out is not None else None
     datasets = [(seed, d) for seed in config.seeds for d in load_datasets(config, seed)]
     task = datasets[0][1].task
     if any(d.task != task for _, d in datasets):
