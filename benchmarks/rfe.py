@@ -77,10 +77,7 @@ def chaosjax_rfe(problems: list[rfe.Problem], counts_list, epochs: int, lr: floa
     from chaosjax.models import mlp
 
     model = mlp(grid.x_train.shape[-1], depth=3, width=100)
-    options = {"integrated_gradients": {"steps": 10}}
-    if jax.default_backend() == "cpu":
-        for name in ("integrated_gradients", "feature_ablation"):
-            options.setdefault(name, {})["batch_size"] = 1
+    options = {"integrated_gradients": {"steps": 10}}  # draws chunked by rfe.draw_batch_size()
     start = time.perf_counter()
     records = rfe.eliminate(grid, counts, [mi for *_, mi in members], jax.random.split(jax.random.key(0), len(members)),
                             model=model, methods=METHODS, epochs=epochs, learning_rate=lr, method_options=options)

@@ -268,6 +268,20 @@ def _eliminate_grid(problems, counts, method_ids, keys, initial_masks, learning_
 _TRACES: dict[str, int] = {"eliminate": 0}
 
 
+#: Methods that sum over draws (path points, noisy copies, ablated groups): `eliminate` chunks them.
+DRAW_METHODS = ("integrated_gradients", "smoothgrad", "gradient_shap", "feature_ablation")
+
+
+def draw_batch_size(backend: str | None = None) -> int:
+    """Draws evaluated at once by the draw methods inside `eliminate` on `backend` (default: JAX's).
+
+    1 on CPU: one draw over the whole table stays in cache, 3-4x faster than all at once. 16 elsewhere: with
+    every draw vmapped at once (IG and feature ablation inside the elimination scan), XLA's GPU compiler warned
+    "Very slow compile" and took over 150 s on an H200.
+    """
+    return 1 if (backend or jax.default_backend()) == "cpu" else 16
+
+
 def eliminate(
     problems: Problem,
     counts: Any,
@@ -301,7 +315,8 @@ def eliminate(
       epochs, learning_rate, optimizer, train_batch_size: training of every round (`chaosjax.train.fit`).
       early_stop: stop eliminating once the loss on the ranking split rises, keeping the features of the
         round before the rise; one extra round (`R + 1` records) trains the network on that final set.
-      method_options: per-method keyword options, e.g. `{"integrated_gradients": {"steps": 20}}`.
+      method_options: per-method keyword options, e.g. `{"integrated_gradients": {"steps": 20}}`. Methods
+        that evaluate many draws get `batch_size` from `draw_batch_size()` unless it is given here.
 
     Cost: `R` trainings plus `R` attributions per member, all members in one `vmap`.
     """
@@ -322,7 +337,10 @@ def eliminate(
         counts = jnp.concatenate([counts, counts[:, -1:]], axis=1)
     if initial_masks is None:
         initial_masks = problems.valid
-    options = tuple(sorted((name, tuple(sorted(opts.items()))) for name, opts in (method_options or {}).items()))
+    merged = {name: dict(opts) for name, opts in (method_options or {}).items()}
+    for name in set(methods) & set(DRAW_METHODS):
+        merged.setdefault(name, {}).setdefault("batch_size", draw_batch_size())
+    options = tuple(sorted((name, tuple(sorted(opts.items()))) for name, opts in merged.items()))
     return _eliminate_grid(problems, counts, method_ids, keys, jnp.asarray(initial_masks, bool),
                            jnp.asarray(learning_rate, jnp.float32), model=model, methods=methods, options=options,
                            task=task, epochs=int(epochs), optimizer=optimizer, early_stop=bool(early_stop),

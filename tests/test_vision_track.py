@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -22,6 +23,13 @@ def _check_run(tmp_path, conditions, methods, seeds):
     meta = json.loads((tmp_path / "run" / "config.json").read_text())
     assert meta["track"] == "vision" and meta["config"]["preset"] == "tiny" and "jax" in meta["environment"]
     assert (tmp_path / "run" / "figures" / "samples.png").stat().st_size > 10_000
+    # The report's gallery contract: one canvas per condition with every method's map, its box and a title.
+    with np.load(tmp_path / "run" / "examples.npz") as ex:
+        assert ex["inputs"].shape == (len(conditions), 56, 56, 3) and ex["boxes"].shape == (len(conditions), 4)
+        assert [t.split(" / ")[0] for t in ex["titles"]] == list(conditions)
+        for m in methods:
+            assert ex[f"attr_{m}"].shape == ex["inputs"].shape and np.isfinite(ex[f"attr_{m}"]).all()
+        assert ((ex["boxes"][:, 2:] - ex["boxes"][:, :2]) == 8).all()
     assert f"| {conditions[0]} | cnn | {methods[0]} |" in T.summary_table(frame)
     with pytest.raises(ValueError, match="already holds results.csv"):
         T.run(config, out=tmp_path / "run", progress=False)
@@ -34,6 +42,15 @@ def test_run_writes_results_and_figure(tmp_path):
 @pytest.mark.slow
 def test_run_grid_with_seeds(tmp_path):
     _check_run(tmp_path, ("RBFP", "SBRP"), ("saliency", "feature_ablation"), (0, 1))
+
+
+@pytest.mark.slow
+def test_small_cnn_learns_tiny_rbfp_and_saliency_localises(tmp_path):
+    """Acceptance on this CPU, shortened (~3 min): 640 steps of the default learning rate on RBFP."""
+    config = T.VisionConfig(conditions=("RBFP",), methods=("saliency", "random_baseline"), epochs=5)
+    frame = T.run(config, progress=False).set_index("method")
+    assert frame.loc["saliency", "accuracy"] > 0.5  # chance 0.1
+    assert frame.loc["saliency", "mass_in_box"] > 3 * frame.loc["random_baseline", "mass_in_box"]
 
 
 @pytest.mark.parametrize(
@@ -62,3 +79,5 @@ def test_config_errors_name_the_field():
         T.VisionConfig(train_size=0).validate()
     with pytest.raises(ValueError, match="loop"):
         T.VisionConfig(loop="while").validate()
+    with pytest.raises(ValueError, match="warmup_steps"):
+        T.VisionConfig(warmup_steps=T.VisionConfig().steps).validate()

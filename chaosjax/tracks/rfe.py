@@ -251,10 +251,7 @@ def run(config: RFEConfig, *, out=None, overwrite: bool = False, progress: bool 
     activation = config.activation or ("gelu" if task == "regression" else "relu")
     width = datasets[0][1].problem.x_train.shape[1]
     model = mlp(width, depth=config.depth, width=config.width, activation=activation)
-    options = {"integrated_gradients": {"steps": config.ig_steps}}
-    if jax.default_backend() == "cpu":
-        for name in ("integrated_gradients", "smoothgrad", "gradient_shap", "feature_ablation"):
-            options.setdefault(name, {})["batch_size"] = 1
+    options = {"integrated_gradients": {"steps": config.ig_steps}}  # draws chunked by rfe.draw_batch_size()
     bar = tqdm(total=(1 if config.methods else 0) + len(baselines) * len(schedules) * len(datasets) + 1,
                disable=not progress, unit="step", dynamic_ncols=True)
     rows: list[dict[str, Any]] = []
