@@ -18,7 +18,7 @@ $(VENV)/.core: pyproject.toml | $(BIN)/python
 
 $(VENV)/.test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q '$(TORCH)'
-	$(BIN)/python -m pip install -q -e '.[test,compare]'
+	$(BIN)/python -m pip install -q -e '.[test,compare,audio]'
 	touch $@ $(VENV)/.core
 
 run: $(VENV)/.core

@@ -24,7 +24,9 @@ The key of sample ``i`` is ``fold_in(key, i)``: a dataset is a function of (seed
 batch size or device. `AudioData.batch` vmaps `sample` over indices. The condition is a name or its code
 (0-3, ``CONDITIONS.index``), possibly traced (then the background choice is a ``lax.cond``).
 
-Presets (`PRESETS`): ``tiny`` 8 kHz, 1 s, 16 train / 4 validation speakers, 32 soundscape files of 10 s;
+Presets (`PRESETS`): ``tiny`` 8 kHz, 1 s, 64 train / 8 validation speakers, 32 soundscape files of 10 s (16
+train speakers were too few: a logistic regression on the clean words' spectrograms reaches 0.45 on unseen
+voices with 16, 0.63 with 64);
 ``small`` 16 kHz, 1 s, 40 / 8 speakers, 64 files of 10 s; ``paper`` 16 kHz, 1 s, 2,424 / 285 speakers (the
 study's 84,843 / 9,981 clips), 128 files of 30 s. Supported rates: `SAMPLE_RATES`.
 
@@ -71,7 +73,7 @@ __all__ = [
 SAMPLE_RATES = (8000, 16000)
 #: name -> settings: generator geometry (`AudioSpec`) and the word bank's speakers per split.
 PRESETS = {
-    "tiny": dict(sample_rate=8000, scape_files=32, scape_seconds=10, train_speakers=16, val_speakers=4),
+    "tiny": dict(sample_rate=8000, scape_files=32, scape_seconds=10, train_speakers=64, val_speakers=8),
     "small": dict(sample_rate=16000, scape_files=64, scape_seconds=10, train_speakers=40, val_speakers=8),
     "paper": dict(sample_rate=16000, scape_files=128, scape_seconds=30, train_speakers=2424, val_speakers=285),
 }

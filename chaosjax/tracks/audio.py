@@ -59,9 +59,11 @@ class AudioConfig:
     source: str = "espeak"  # espeak | synthetic (tests, smoke runs) | speechcommands:PATH | chaosmining:PATH
     sample_rate: int | None = None  # None: the preset's
     speakers: tuple[int, int] | None = None  # eSpeak speakers (train, val); None: the preset's
-    steps: int = 400
-    batch_size: int = 64
-    learning_rate: float = 1e-3  # 3e-3 left the max-pooled models at chance on the tiny preset
+    # Tiny preset, eSpeak words, RBFP: the TCN reaches 0.41 validation accuracy (chance 0.029) after 1,000 steps
+    # of 32 at 3e-3, ~3.5 min on 2 CPU cores; 400 steps of 64 at 1e-3 with 16 speakers stayed at chance.
+    steps: int = 1000
+    batch_size: int = 32
+    learning_rate: float = 3e-3
     weight_decay: float = 1e-4
     warmup_steps: int | None = None  # None: steps // 20
     n_val: int = 256
@@ -380,12 +382,14 @@ def add_cli(sub) -> None:
                    help="espeak (needs the [audio] extra), speechcommands:PATH, chaosmining:PATH, or synthetic "
                         "(tones; for tests and smoke runs)")
     p.add_argument("--sample-rate", type=int, default=None, help="override the preset's rate (8000 or 16000)")
-    p.add_argument("--steps", type=int, default=400)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--n-val", type=int, default=256, help="validation clips for accuracy")
-    p.add_argument("--n-attr", type=int, default=64, help="validation clips attributed")
-    p.add_argument("--ig-steps", type=int, default=10)
+    defaults = AudioConfig()
+    p.add_argument("--steps", type=int, default=defaults.steps, help=f"default {defaults.steps}")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help=f"default {defaults.batch_size}")
+    p.add_argument("--lr", type=float, default=defaults.learning_rate,
+                   help=f"AdamW peak learning rate, cosine schedule (default {defaults.learning_rate:g})")
+    p.add_argument("--n-val", type=int, default=defaults.n_val, help="validation clips for accuracy")
+    p.add_argument("--n-attr", type=int, default=defaults.n_attr, help="validation clips attributed")
+    p.add_argument("--ig-steps", type=int, default=defaults.ig_steps)
     p.add_argument("--random-onset", action="store_true", help="place words at a random onset (study: start)")
     p.add_argument("--out", default="runs/audio")
     p.add_argument("--overwrite", action="store_true")
