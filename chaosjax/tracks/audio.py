@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import os
 import time
@@ -36,7 +35,7 @@ from chaosjax import attribution, classify, metrics
 from chaosjax.data import audio as data
 from chaosjax.data.speech import WORDS
 from chaosjax.models import audio as models
-from chaosjax.tracks.symbolic import SCHEMA_VERSION, _prepare_out, _progress_bar, environment, mean_ci
+from chaosjax.tracks.symbolic import _prepare_out, _progress_bar, mean_ci, write_results
 
 __all__ = ["COLUMNS", "AudioConfig", "add_cli", "run", "summary_table"]
 
@@ -280,20 +279,11 @@ def run(config: AudioConfig, *, out: str | os.PathLike | None = None, overwrite:
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     if path is not None:
         path.mkdir(parents=True, exist_ok=True)
-        tmp = path / "results.csv.tmp"
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, path / "results.csv")
         arrays = {k: np.stack(v) for k, v in examples.items() if k not in ("channels", "titles")}
         np.savez(path / "examples.npz", channels=np.asarray(examples["channels"], np.int32),
                  titles=np.asarray(examples["titles"]), **arrays)
         figures = _figures(path / "figures", examples, shared[0] if shared else None, spec)
-        meta = {
-            "schema_version": SCHEMA_VERSION, "track": "audio", "config": config.to_json(),
-            "environment": environment(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-            "wall_seconds": {"total": time.time() - started}, "figures": figures,
-        }
-        (path / "config.json").write_text(json.dumps(meta, indent=2, default=str))
+        write_results(path, frame, track="audio", config=config.to_json(), started=started, figures=figures)
     return frame
 
 

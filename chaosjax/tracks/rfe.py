@@ -12,7 +12,6 @@ architecture trained on them, evaluated on the test split (`mlp_*` columns).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from pathlib import Path
@@ -34,7 +33,6 @@ COLUMNS = (
     "features_kept", "test_mae", "balanced_accuracy", "roc_auc", "functional_precision", "mlp_test_mae",
     "mlp_balanced_accuracy", "mlp_roc_auc", "final", "selected", "seconds",
 )
-SCHEMA_VERSION = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -341,15 +339,9 @@ def run(config: RFEConfig, *, out=None, overwrite: bool = False, progress: bool 
 
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     if path is not None:
-        from chaosjax.tracks.symbolic import environment
+        from chaosjax.tracks.symbolic import write_results
 
-        path.mkdir(parents=True, exist_ok=True)
-        tmp = path / "results.csv.tmp"
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, path / "results.csv")
-        meta = {"schema_version": SCHEMA_VERSION, "track": "rfe", "config": config.to_json(),
-                "environment": environment(), "wall_seconds": {"total": time.time() - started}}
-        (path / "config.json").write_text(json.dumps(meta, indent=2, default=str))
+        write_results(path, frame, track="rfe", config=config.to_json(), started=started)
     return frame
 
 

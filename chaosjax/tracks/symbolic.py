@@ -412,6 +412,30 @@ def _prepare_out(out: str | os.PathLike, overwrite: bool) -> Path:
     return path
 
 
+def write_results(path: Path, frame, *, track: str, config: dict[str, Any], started: float,
+                  walls: dict[str, Any] | None = None, **extra: Any) -> None:
+    """Writes a run's ``path/results.csv`` and ``path/config.json``, the files ``chaosjax.report`` reads.
+
+    The CSV goes through a temporary file and a rename, so a killed run never leaves a half-written one.
+    ``config.json`` holds the schema version, ``track``, ``config``, versions and devices, the start time
+    (``started``: a ``time.time()``), the wall seconds (``total`` since ``started``, plus ``walls``) and ``extra``.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / "results.csv.tmp"
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path / "results.csv")
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "track": track,
+        "config": config,
+        "environment": environment(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "wall_seconds": {"total": time.time() - started, **(walls or {})},
+        **extra,
+    }
+    (path / "config.json").write_text(json.dumps(meta, indent=2, default=str))
+
+
 def environment() -> dict[str, Any]:
     """Versions and devices, for config.json."""
     import flax
@@ -474,19 +498,8 @@ def run(
         bar.close()
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     if path is not None:
-        path.mkdir(parents=True, exist_ok=True)
-        tmp = path / "results.csv.tmp"
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, path / "results.csv")  # never a half-written results file
-        meta = {
-            "schema_version": SCHEMA_VERSION,
-            "track": "symbolic",
-            "config": config.to_json(),
-            "environment": environment(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-            "wall_seconds": {"total": time.time() - started, "per_setting": walls},
-        }
-        (path / "config.json").write_text(json.dumps(meta, indent=2, default=str))
+        write_results(path, frame, track="symbolic", config=config.to_json(), started=started,
+                      walls={"per_setting": walls})
     return frame
 
 

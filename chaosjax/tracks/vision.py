@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import os
 import time
@@ -32,14 +31,13 @@ import numpy as np
 from chaosjax import attribution, classify, metrics
 from chaosjax.data import vision as V
 from chaosjax.models import vision as MV
-from chaosjax.tracks.symbolic import _prepare_out, environment, mean_ci
+from chaosjax.tracks.symbolic import _prepare_out, mean_ci, write_results
 
 COLUMNS = (
     "track", "condition", "model", "method", "seed", "protocol", "preset", "source", "background",
     "train_size", "val_size", "epochs", "accuracy", "top5", "iou", "iou_corrected", "mass_in_box", "pointing",
     "seconds", "train_seconds",
 )
-SCHEMA_VERSION = 1
 PROTOCOLS = ("paper", "corrected")
 
 
@@ -372,18 +370,8 @@ def run(config: VisionConfig, *, out: str | os.PathLike | None = None, overwrite
         # chaosjax.report's gallery contract: plain arrays, no pickles.
         np.savez(path / "examples.npz", titles=np.asarray(examples.pop("titles")),
                  **{k: np.stack(v) for k, v in examples.items()})
-        tmp = path / "results.csv.tmp"
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, path / "results.csv")
-        meta = {
-            "schema_version": SCHEMA_VERSION,
-            "track": "vision",
-            "config": config.to_json(),
-            "environment": environment(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-            "wall_seconds": {"total": time.time() - started, "per_cell": walls},
-        }
-        (path / "config.json").write_text(json.dumps(meta, indent=2, default=str))
+        write_results(path, frame, track="vision", config=config.to_json(), started=started,
+                      walls={"per_cell": walls})
     return frame
 
 
