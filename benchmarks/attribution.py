@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import time
 
 import jax
@@ -21,15 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from chaosjax import attribution as A
-
-
-def _timeit(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from _timing import median_seconds  # benchmarks/_timing.py
 
 
 def torch_mlp(features, width, depth, seed):
@@ -148,9 +139,9 @@ def main(argv=None):
         start = time.perf_counter()
         fn(params, x, refs).block_until_ready()
         compile_s = time.perf_counter() - start
-        t_ours = _timeit(lambda: fn(params, x, refs).block_until_ready(), args.repeats)
+        t_ours = median_seconds(lambda: fn(params, x, refs).block_until_ready(), args.repeats)
         theirs[name](xt, refs_t)  # warm-up
-        t_theirs = _timeit(lambda: theirs[name](xt, refs_t), args.repeats)
+        t_theirs = median_seconds(lambda: theirs[name](xt, refs_t), args.repeats)
         print(
             f"| {name} | {t_ours * 1e3:.1f} | {compile_s:.2f} | {t_theirs * 1e3:.1f} | {t_theirs / t_ours:.1f}x |",
             flush=True,

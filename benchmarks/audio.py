@@ -19,7 +19,6 @@ import argparse
 import math
 import os
 import platform
-import statistics
 import time
 
 import jax
@@ -28,15 +27,7 @@ import numpy as np
 
 from chaosjax import attribution as A
 from chaosjax.models import audio as M
-
-
-def _timeit(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from _timing import median_seconds  # benchmarks/_timing.py
 
 
 def torch_model(body: str, variables, channels: int, classes: int):
@@ -133,7 +124,7 @@ def bench(body: str, args, device: str) -> dict:
     start = time.perf_counter()
     jax.block_until_ready(ig(variables, x, pred))
     compile_s = time.perf_counter() - start
-    jax_s = _timeit(lambda: jax.block_until_ready(ig(variables, x, pred)), args.repeats)
+    jax_s = median_seconds(lambda: jax.block_until_ready(ig(variables, x, pred)), args.repeats)
 
     captum = IntegratedGradients(twin)
     target = torch.tensor(np.asarray(pred), device=device)
@@ -146,7 +137,7 @@ def bench(body: str, args, device: str) -> dict:
         return out
 
     run_captum()  # warm-up
-    torch_s = _timeit(run_captum, args.repeats)
+    torch_s = median_seconds(run_captum, args.repeats)
     a_jax = np.asarray(ig(variables, x, pred))
     a_torch = run_captum().detach().cpu().numpy()
     rel = float(np.abs(a_jax - a_torch).max() / (np.abs(a_torch).max() + 1e-12))

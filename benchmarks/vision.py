@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import time
 
 import jax
@@ -31,15 +30,7 @@ import numpy as np
 from chaosjax import attribution as A
 from chaosjax.data import vision as V
 from chaosjax.models import vision as MV
-
-
-def _timeit(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from _timing import median_seconds  # benchmarks/_timing.py
 
 
 # ------------------------------------------------------------------------------------------ torch twin
@@ -157,7 +148,7 @@ def main(argv=None):
         start = time.perf_counter()
         out = jax.block_until_ready(fn(x))
         compile_s = time.perf_counter() - start
-        t = _timeit(lambda fn=fn: jax.block_until_ready(fn(x)), repeats)
+        t = median_seconds(lambda fn=fn: jax.block_until_ready(fn(x)), repeats)
         results[name] = {"jax_s": t, "compile_s": compile_s, "jax_attr": np.asarray(out)}
 
     if not args.no_captum:
@@ -190,7 +181,7 @@ def main(argv=None):
                 if device == "cuda":
                     torch.cuda.synchronize()
 
-            results[name]["captum_s"] = _timeit(timed, repeats)
+            results[name]["captum_s"] = median_seconds(timed, repeats)
             ta = out.detach().cpu().numpy().transpose(0, 2, 3, 1)
             ja = results[name]["jax_attr"]
             results[name]["rel_err"] = float(np.abs(ta - ja).max() / (np.abs(ta).max() + 1e-12))
