@@ -129,9 +129,13 @@ def bench(body: str, args, device: str) -> dict:
     captum = IntegratedGradients(twin)
     target = torch.tensor(np.asarray(pred), device=device)
 
+    # cuDNN's RNN has no backward pass in eval mode; Captum users on a GPU turn cuDNN off for it.
+    use_cudnn = not (device == "cuda" and body in ("lstm", "rnn"))
+
     def run_captum():
-        out = captum.attribute(xt, baselines=0.0, target=target, n_steps=args.steps, method="gausslegendre",
-                               internal_batch_size=args.clips)
+        with torch.backends.cudnn.flags(enabled=use_cudnn):
+            out = captum.attribute(xt, baselines=0.0, target=target, n_steps=args.steps, method="gausslegendre",
+                                   internal_batch_size=args.clips)
         if device == "cuda":
             torch.cuda.synchronize()
         return out

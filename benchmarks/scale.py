@@ -73,13 +73,13 @@ def gpu_mode(args) -> None:
 
     descriptions = {
         axis: {"sweep": {"chunk_size": args.chunk},
-               "symbolic": {"formulas": "0-14", "seeds": [0, 1, 2], axis: values, "epochs": args.epochs,
+               "symbolic": {"formulas": "0-14", "seeds": [0, 1, 2], axis: ABLATION[axis], "epochs": args.epochs,
                             "methods": ["saliency", "integrated_gradients", "deeplift", "feature_ablation"]}}
-        for axis, values in ABLATION.items()
+        for axis in args.axes
     }
     plans = {axis: sweep.plan(d) for axis, d in descriptions.items()}
     total = sum(p.cells for p in plans.values())
-    print(f"# full symbolic ablation: {len(ABLATION)} axes, {sum(len(v) for v in ABLATION.values())} settings, "
+    print(f"# symbolic ablation: {len(descriptions)} axes, {sum(len(ABLATION[a]) for a in descriptions)} settings, "
           f"{total} cells (15 formulas x 3 seeds per setting), {args.epochs} epochs each")
     if args.plan:
         return
@@ -92,7 +92,8 @@ def gpu_mode(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for axis, description in descriptions.items():
             start = time.perf_counter()
-            sweep.run(description, Path(tmp) / axis, progress=False, log=None)
+            sweep.run(description, Path(tmp) / axis, progress=False,
+                      log=(lambda msg: print(f"#   {msg}", flush=True)) if args.verbose else None)
             wall = time.perf_counter() - start
             print(f"| {axis} | {plans[axis].cells} | {wall:.1f} | {plans[axis].cells / wall:.1f} |", flush=True)
             if time.perf_counter() - start_all > args.budget:
@@ -111,7 +112,13 @@ def main(argv=None):
     parser.add_argument("--chunk", type=int, default=None, help="cells per chunk (default 8 on CPU, 45 on GPU)")
     parser.add_argument("--budget", type=float, default=600, help="GPU mode: stop after the axis that passes it")
     parser.add_argument("--plan", action="store_true", help="GPU mode: print the grid and stop")
+    parser.add_argument("--axes", default=",".join(ABLATION), help="GPU mode: the ablation axes to run, in order")
+    parser.add_argument("--verbose", action="store_true", help="GPU mode: print each chunk's train / attribute time")
     args = parser.parse_args(argv)
+    args.axes = [a.strip() for a in args.axes.split(",")]
+    unknown = sorted(set(args.axes) - set(ABLATION))
+    if unknown:
+        parser.error(f"--axes: unknown axis {unknown[0]!r}; expected some of {', '.join(ABLATION)}")
     if args.mode == "cpu":
         args.epochs = args.epochs or 50
         args.chunk = args.chunk or 8
