@@ -367,3 +367,15 @@ def test_ground_truth_jits_and_vmaps(getkey):
     np.testing.assert_allclose(stacked[1], ground_truth(FORMULAS[13], xs[1], "integrated_gradients"), rtol=1e-5,
                                atol=1e-6)
     assert isinstance(FORMULAS[13], Formula)
+
+
+def test_ground_truth_compiles_once_across_noise_widths(getkey):
+    from chaosjax.data import symbolic
+
+    x = _points(getkey(), 16, 40)
+    before = symbolic._ground_truth._cache_size()
+    truths = [ground_truth(FORMULAS[4], x[:, :width], "feature_ablation") for width in (12, 25, 40)]
+    assert symbolic._ground_truth._cache_size() == before + 1  # only the formula's columns are traced
+    for t in truths:
+        np.testing.assert_array_equal(t, truths[-1][:, : t.shape[1]])
+        assert not np.any(t[:, FORMULAS[4].m:])

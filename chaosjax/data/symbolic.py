@@ -562,7 +562,11 @@ def ground_truth(
     if not fits:
         raise ValueError(f"baseline of shape {jnp.shape(baseline)} does not broadcast to x's shape {x.shape}")
 
-    return _ground_truth(f, x, baseline, method=method, steps=steps, protocol=protocol)
+    # Only the formula's m columns enter the compiled program, so tables that differ only in their noise
+    # columns (a noise sweep) share it; the noise columns' truth is zero.
+    b = jnp.broadcast_to(jnp.asarray(baseline, x.dtype), x.shape)[..., :m]
+    g = _ground_truth(f, x[..., :m], b, method=method, steps=steps, protocol=protocol)
+    return jnp.concatenate([g, jnp.zeros(g.shape[:-1] + (x.shape[-1] - m,), g.dtype)], axis=-1)
 
 
 @functools.partial(jax.jit, static_argnames=("f", "method", "steps", "protocol"))
