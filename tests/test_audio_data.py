@@ -63,6 +63,26 @@ def test_word_channel_holds_the_word(data, getkey):
         assert not any(np.allclose(o, clip[i, ch[i]]) for o in others)
 
 
+@pytest.mark.parametrize("condition", ["RBRP", "SBRP"])
+def test_background_gain_scales_only_the_background(data, getkey, condition):
+    import dataclasses
+
+    key = getkey()
+    full = data.batch(key, jnp.arange(6), condition)
+    quiet = dataclasses.replace(data, spec=dataclasses.replace(SPEC, background_gain=0.25)).batch(
+        key, jnp.arange(6), condition)
+    np.testing.assert_array_equal(np.asarray(quiet.channel), np.asarray(full.channel))
+    np.testing.assert_array_equal(np.asarray(quiet.label), np.asarray(full.label))
+    word = np.arange(SPEC.channels)[None, :] == np.asarray(full.channel)[:, None]  # (6, C)
+    clip, ref = np.asarray(quiet.clip), np.asarray(full.clip)
+    np.testing.assert_array_equal(clip[word], ref[word])
+    np.testing.assert_allclose(clip[~word], 0.25 * ref[~word], rtol=1e-6)
+    assert np.abs(ref[~word]).max() > 0.1
+    for bad in (-0.1, 1.5, True, "0.5"):
+        with pytest.raises(ValueError, match="background_gain"):
+            audio.AudioSpec(background_gain=bad)
+
+
 def test_fp_channel_zero_and_rp_uniform(data, getkey):
     channels = jax.jit(lambda k, c: data.batch(k, jnp.arange(3000), c).channel)
     key = getkey()
