@@ -294,3 +294,44 @@ def test_progress_reaches_the_host_once_per_tick_not_per_member(getkey):
     with tr.progress_to(lambda epoch, epochs: seen.append((epoch, epochs))):
         jax.block_until_ready(tr.fit_grid(model.apply, params, x, y, jax.random.split(getkey(), 4), epochs=100))
     assert seen == [(e, 100) for e in range(2, 101, 2)]
+
+
+@pytest.mark.parametrize("group", [1, 2, 5])
+def test_grouped_grid_equals_the_vmapped_grid(getkey, group):
+    """Groups of runs one after another (the CPU's cache-friendly order) give the vmapped grid's results; 5 runs in
+    groups of 2 pad the last group. Per-run data, per-run learning rates, minibatches and dropout."""
+    fn = mlp(8, depth=1, width=16, dropout=0.2)
+    g = 5
+    params = jax.vmap(fn.init)(jax.random.split(getkey(), g))
+    data = [_problem(k, n=128) for k in jax.random.split(getkey(), g)]
+    x, y = jnp.stack([d[0] for d in data]), jnp.stack([d[1] for d in data])
+    keys = jax.random.split(getkey(), g)
+    opts = dict(epochs=6, batch_size=32, dropout=True, learning_rate=jnp.linspace(1e-3, 1e-2, g))
+    whole = train.fit_grid(fn.apply, params, x, y, keys, group=None, **opts)
+    grouped = train.fit_grid(fn.apply, params, x, y, keys, group=group, **opts)
+    _assert_trees_close(grouped.params, whole.params)
+    np.testing.assert_allclose(grouped.losses, whole.losses, rtol=1e-4, atol=1e-6)
+    assert grouped.losses.shape == (g, 6)
+    shared = train.fit_grid(fn.apply, params, x[0], y[0], keys, data_axis=None, group=group, **opts)
+    _assert_trees_close(shared.params, train.fit_grid(fn.apply, params, x[0], y[0], keys, data_axis=None,
+                                                      group=None, **opts).params)
+
+
+def test_grouped_grid_compiles_once_reports_progress_across_groups_and_checks_group(getkey):
+    model = mlp(3, depth=1, width=4)
+    params = jax.vmap(model.init)(jax.random.split(getkey(), 4))
+    x = jax.random.normal(getkey(), (4, 16, 3))
+    y = jnp.sum(x, axis=-1)
+    seen = []
+    before = train._TRACES["fit_grid"]
+    with train.progress_to(lambda done, total: seen.append((done, total))):
+        for scale in (1.0, 2.0):
+            jax.block_until_ready(train.fit_grid(model.apply, params, scale * x, y, jax.random.split(getkey(), 4),
+                                                 epochs=50, group=2, optimizer="adagrad"))
+    assert train._TRACES["fit_grid"] == before + 1
+    assert seen == [(e, 100) for e in range(1, 101)] * 2  # 2 groups x 50 epochs, counted across groups
+    for bad in (0, 1.5, True, "some"):
+        with pytest.raises(ValueError, match="group"):
+            train.fit_grid(model.apply, params, x, y, jax.random.split(getkey(), 4), epochs=2, group=bad)
+    assert train._auto_group(x, 0) is None or train._auto_group(x, 0) >= 4  # tiny inputs: all at once
+    assert train._auto_group(jnp.zeros((2, 8000, 128)), 0) == 1  # 4 MiB per run: one at a time
