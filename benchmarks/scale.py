@@ -85,14 +85,15 @@ def gpu_mode(args) -> None:
         return
     import jax
 
-    print(f"# jax {jax.__version__} on {jax.devices()[0].device_kind} x {jax.local_device_count()}")
+    print(f"# jax {jax.__version__} on {jax.devices()[0].device_kind} x {jax.local_device_count()}, "
+          f"{args.workers} chunks in flight")
     print("| axis | cells | wall (s) | cells/s |")
     print("|---|---:|---:|---:|")
     start_all = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for axis, description in descriptions.items():
             start = time.perf_counter()
-            sweep.run(description, Path(tmp) / axis, progress=False,
+            sweep.run(description, Path(tmp) / axis, progress=False, workers=args.workers,
                       log=(lambda msg: print(f"#   {msg}", flush=True)) if args.verbose else None)
             wall = time.perf_counter() - start
             print(f"| {axis} | {plans[axis].cells} | {wall:.1f} | {plans[axis].cells / wall:.1f} |", flush=True)
@@ -114,6 +115,8 @@ def main(argv=None):
     parser.add_argument("--plan", action="store_true", help="GPU mode: print the grid and stop")
     parser.add_argument("--axes", default=",".join(ABLATION), help="GPU mode: the ablation axes to run, in order")
     parser.add_argument("--verbose", action="store_true", help="GPU mode: print each chunk's train / attribute time")
+    parser.add_argument("--workers", type=int, default=4,
+                        help="GPU mode: chunks in flight at once (sweep.run's workers: compiles overlap)")
     args = parser.parse_args(argv)
     args.axes = [a.strip() for a in args.axes.split(",")]
     unknown = sorted(set(args.axes) - set(ABLATION))

@@ -16,7 +16,9 @@ A sweep is described by a TOML file (or the equivalent dict):
 The grid is tracks x formulas x seeds x settings (the product of the list-valued axes). Its cells are
 cut into chunks of cells that share a setting; each chunk is one `jit(vmap(...))` program whose cell
 axis is sharded across every local device (`Mesh` + `NamedSharding`; a chunk is padded to a multiple
-of the device count and the padding dropped from the results). JAX's own engine does the scheduling.
+of the device count and the padding dropped from the results). JAX's own engine does the scheduling;
+`workers` > 1 keeps several chunks in flight, so that one chunk's compilation (a new setting's programs)
+overlaps another's device work, with rows still written in plan order.
 
 Resume without loss: after each chunk its rows are appended to `DIR/results.csv` (flushed and
 fsynced), then the chunk is recorded in `DIR/progress.jsonl` with the byte size of the results
@@ -34,14 +36,17 @@ process `p` of `P` runs chunks `p, p + P, ...` on its local devices and writes
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import json
 import os
 import shutil
+import threading
 import time
 import tomllib
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -310,11 +315,18 @@ def _check_directory(path: Path, spec: dict, force_new: bool) -> None:
 
 
 def run(description: Mapping[str, Any], out: str | os.PathLike, *, force_new: bool = False,
-        progress: bool = True, log=print):
-    """Runs (or resumes) a sweep into `out`; returns the results DataFrame (this host's, merged on host 0)."""
+        progress: bool = True, log=print, workers: int = 1):
+    """Runs (or resumes) a sweep into `out`; returns the results DataFrame (this host's, merged on host 0).
+
+    `workers` chunks are in flight at once, each in a thread of its own: one chunk's compilation (CPU work,
+    which releases the GIL) overlaps the others' compilation and device work. Rows are still appended in
+    plan order, so the results file is the same for any `workers`.
+    """
     import pandas as pd
     from tqdm.auto import tqdm
 
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers: expected an integer >= 1, got {workers!r}")
     sweep_plan = plan(description)
     path = Path(out)
     if path.exists() and not path.is_dir():
@@ -332,33 +344,53 @@ def run(description: Mapping[str, Any], out: str | os.PathLike, *, force_new: bo
     place = _placer(mesh)
     devices = mesh.devices.size
     started = time.time()
+    checkpoint_lock = threading.Lock()
+
+    def compute(chunk: Chunk):
+        """Trains (or restores) and attributes one chunk; returns its real cells' rows and timings."""
+        cells = _padded(chunk.cells, devices)
+        t0 = time.perf_counter()
+        grid = sym.build_grid(chunk.setting, cells)
+        model = sym.model_of(chunk.setting)
+        template = {"params": jax.vmap(model.init)(jnp.stack([sym._stream(c, 1) for c in cells])),
+                    "losses": jnp.zeros((len(cells), chunk.setting.epochs), jnp.float32)}
+        with checkpoint_lock:
+            trained = store.restore_params(chunk.id, template)
+        restored = trained is not None
+        if trained is None:
+            trained = sym.train_grid(chunk.setting, grid, place=place)
+            with checkpoint_lock:
+                store.save_params(chunk.id, trained)
+        t1 = time.perf_counter()
+        rows = sym.attribute_grid(chunk.setting, grid, trained, place=place)
+        real = len(chunk.cells)
+        rows = [r for i, r in enumerate(rows) if i % len(cells) < real]
+        return rows, {"train": t1 - t0, "attribute": time.perf_counter() - t1, "restored": restored}
+
     bar = tqdm(total=sum(len(c.cells) for c in mine), initial=sum(len(c.cells) for c in mine if c.id in done),
                disable=not progress, unit="cell", dynamic_ncols=True)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chaosjax-sweep")
     try:
-        for chunk in todo:
+        upcoming = iter(todo)
+        in_flight = collections.deque((c, pool.submit(compute, c)) for c in itertools.islice(upcoming, workers))
+        while in_flight:
+            chunk, future = in_flight.popleft()
             bar.set_postfix_str(f"{chunk.id}: {chunk.cells[0].label}..{chunk.cells[-1].label} "
                                 f"seeds {sorted({c.seed for c in chunk.cells})}")
-            cells = _padded(chunk.cells, devices)
-            t0 = time.perf_counter()
-            grid = sym.build_grid(chunk.setting, cells)
-            model = sym.model_of(chunk.setting)
-            template = {"params": jax.vmap(model.init)(jnp.stack([sym._stream(c, 1) for c in cells])),
-                        "losses": jnp.zeros((len(cells), chunk.setting.epochs), jnp.float32)}
-            trained = store.restore_params(chunk.id, template)
-            restored = trained is not None
-            if trained is None:
-                trained = sym.train_grid(chunk.setting, grid, place=place)
-                store.save_params(chunk.id, trained)
-            t1 = time.perf_counter()
-            rows = sym.attribute_grid(chunk.setting, grid, trained, place=place)
-            real = len(chunk.cells)
-            rows = [r for i, r in enumerate(rows) if i % len(cells) < real]
-            t2 = time.perf_counter()
-            store.append(chunk.id, rows, {"train": t1 - t0, "attribute": t2 - t1, "restored": restored})
-            bar.update(real)
+            rows, seconds = future.result()
+            store.append(chunk.id, rows, seconds)  # in plan order, whatever finished first
+            bar.update(len(chunk.cells))
             if not progress and log:
-                log(f"{chunk.id}: {real} cells, train {t1 - t0:.1f} s{' (restored)' if restored else ''}, "
-                    f"attribute {t2 - t1:.1f} s")
+                log(f"{chunk.id}: {len(chunk.cells)} cells, train {seconds['train']:.1f} s"
+                    f"{' (restored)' if seconds['restored'] else ''}, attribute {seconds['attribute']:.1f} s")
+            following = next(upcoming, None)
+            if following is not None:
+                in_flight.append((following, pool.submit(compute, following)))
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)  # an error or Ctrl-C: do not wait for chunks in flight
+        raise
+    else:
+        pool.shutdown(wait=True)
     finally:
         bar.close()
 
@@ -400,9 +432,13 @@ def add_cli(sub) -> None:
     p.add_argument("--force-new", action="store_true",
                    help="start over in a directory of another config (its files move to previous-<time>/)")
     p.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
+    p.add_argument("--workers", type=int, default=1,
+                   help="chunks in flight at once, each compiling in a thread of its own (results unchanged); "
+                        "on an accelerator, more than 1 overlaps one chunk's compilation with another's device work")
 
     def handler(args) -> int:
-        frame = run(load_toml(args.config), args.out, force_new=args.force_new, progress=not args.quiet)
+        frame = run(load_toml(args.config), args.out, force_new=args.force_new, progress=not args.quiet,
+                    workers=args.workers)
         axes = [_RESULT_COLUMN.get(k, k) for k in plan(load_toml(args.config)).spec["symbolic"]["axes"]]
         print(sym.summary_table(frame, by=axes) if len(frame) else "no results")
         print(f"\nresults: {args.out}/results.csv")

@@ -169,3 +169,20 @@ def test_trained_but_unattributed_chunks_are_restored_from_checkpoints(tmp_path)
     assert last["seconds"]["restored"] is True
     assert len(again) == len(first)
     np.testing.assert_array_equal(_sorted(again)[METRICS], _sorted(first)[METRICS])
+
+
+def test_workers_overlap_chunks_without_changing_the_results(tmp_path):
+    description = sweep.load_toml(_write(tmp_path, chunk=2, epochs=5))
+    description["symbolic"]["lr"] = [1e-3, 1e-2]  # 2 settings x 3 chunks
+    serial = sweep.run(description, tmp_path / "serial", progress=False, log=None)
+    overlapped = sweep.run(description, tmp_path / "overlapped", progress=False, log=None, workers=3)
+    assert len(overlapped) == len(serial) == 20
+    columns = [c for c in serial.columns if c not in ("seconds", "train_seconds")]
+    pd.testing.assert_frame_equal(overlapped[columns], serial[columns])  # same rows, same (plan) order
+    progress = (tmp_path / "overlapped" / "progress.jsonl").read_text().splitlines()
+    recorded = [json.loads(line)["chunk"] for line in progress]
+    assert recorded == [c.id for c in sweep.plan(description).chunks]
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="workers"):
+            sweep.run(description, tmp_path / "bad", progress=False, log=None, workers=bad)
+    assert not (tmp_path / "bad").exists()
