@@ -13,16 +13,29 @@ A sweep is described by a TOML file (or the equivalent dict):
     methods = "all"
     epochs = 1000
 
-The grid is tracks x formulas x seeds x settings (the product of the list-valued axes). Its cells are
-cut into chunks of cells that share a setting; each chunk is one `jit(vmap(...))` program whose cell
+    [vision]                   # VisionConfig's fields; a list on a scalar field makes an axis
+    conditions = ["RBFP", "SBRP"]
+    seeds = "0-2"
+    learning_rate = [3e-3, 1e-2]
+
+    [audio]                    # AudioConfig's fields, likewise
+    models = ["tcn", "lstm"]
+    background_gain = [0.2, 1.0]
+
+The grid is tracks x formulas (conditions x models) x seeds x settings (the product of the list-valued
+axes); `results.csv` has the union of the tracks' columns. Symbolic cells are cut into chunks of cells
+that share a setting; each chunk is one `jit(vmap(...))` program whose cell
 axis is sharded across every local device (`Mesh` + `NamedSharding`; a chunk is padded to a multiple
-of the device count and the padding dropped from the results). JAX's own engine does the scheduling;
+of the device count and the padding dropped from the results). A vision or audio chunk is one (model,
+condition) of one setting, all its seeds trained side by side by the track's own runner on the default
+device; it is not checkpointed (killed, it reruns whole). JAX's own engine does the scheduling;
 `workers` > 1 keeps several chunks in flight, so that one chunk's compilation (a new setting's programs)
 overlaps another's device work, with rows still written in plan order.
 
 Resume without loss: after each chunk its rows are appended to `DIR/results.csv` (flushed and
 fsynced), then the chunk is recorded in `DIR/progress.jsonl` with the byte size of the results
-file at that point. Trained params go to `DIR/checkpoints/<chunk>` (orbax) before attribution. A
+file at that point. A symbolic chunk's trained params go to `DIR/checkpoints/<chunk>` (orbax) before
+attribution. A
 rerun on the same `DIR` skips recorded chunks, drops any tail of the results file that no chunk
 recorded (rows of a chunk that was killed while writing), restores trained-but-unattributed chunks
 from their checkpoints, and runs the rest. A `DIR` made by a different config is refused unless
@@ -56,8 +69,12 @@ import numpy as np
 
 from chaosjax.tracks import symbolic as sym
 
-TRACKS = ("symbolic",)
+TRACKS = ("symbolic", "vision", "audio")
 _SWEEP_KEYS = {"chunk_size"}
+# Tracks whose grid runs cell by cell: one chunk per setting x model x condition, its seeds vmapped by the
+# track's own runner. Their TOML keys are the config's field names; these fields take lists without being axes.
+_TUPLE_FIELDS = {"vision": ("conditions", "models", "methods", "seeds"),
+                 "audio": ("conditions", "models", "methods", "seeds", "speakers")}
 # TOML key -> SymbolicConfig field; the axes a list may sweep.
 _SYMBOLIC_KEYS = {
     "formulas": "formulas", "seeds": "seeds", "methods": "methods", "noise": "noise_features", "n": "n",
@@ -72,9 +89,25 @@ _RESULT_COLUMN = {"noise": "noise_features", "activation": "model"}  # axis -> r
 
 @dataclasses.dataclass(frozen=True)
 class Chunk:
+    """Cells computed together: symbolic cells of one setting, or one (model, condition) of a cell-by-cell track
+    with all its seeds (then `cells` is empty and `setting` names one model and one condition)."""
+
     id: str
-    setting: sym.SymbolicConfig
-    cells: tuple[sym.Cell, ...]
+    setting: Any  # SymbolicConfig, VisionConfig or AudioConfig
+    cells: tuple[sym.Cell, ...] = ()
+    track: str = "symbolic"
+
+    @property
+    def size(self) -> int:
+        """Cells in the chunk (a cell-by-cell track's cells are its seeds)."""
+        return len(self.cells) if self.track == "symbolic" else len(self.setting.seeds)
+
+    @property
+    def label(self) -> str:
+        if self.track == "symbolic":
+            return (f"{self.cells[0].label}..{self.cells[-1].label} "
+                    f"seeds {sorted({c.seed for c in self.cells})}")
+        return f"{self.track} {self.setting.models[0]} {self.setting.conditions[0]}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +117,26 @@ class SweepPlan:
 
     @property
     def cells(self) -> int:
-        return sum(len(c.cells) for c in self.chunks)
+        return sum(c.size for c in self.chunks)
+
+    @property
+    def tracks(self) -> tuple[str, ...]:
+        return tuple(t for t in TRACKS if t in self.spec)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The results file's columns: the union of the tracks' columns, in track order."""
+        return tuple(dict.fromkeys(c for t in self.tracks for c in _columns(t)))
+
+
+def _track_module(track: str):
+    from chaosjax.tracks import audio, vision
+
+    return {"symbolic": sym, "vision": vision, "audio": audio}[track]
+
+
+def _columns(track: str) -> tuple[str, ...]:
+    return tuple(_track_module(track).COLUMNS)
 
 
 def load_toml(path: str | os.PathLike) -> dict[str, Any]:
@@ -122,9 +174,23 @@ def plan(description: Mapping[str, Any]) -> SweepPlan:
     chunk_size = options.get("chunk_size", 16)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"sweep: [sweep].chunk_size must be an integer >= 1, got {chunk_size!r}")
-    table = description.get("symbolic")
-    if table is None:
-        raise ValueError("sweep: empty grid: no track table (add [symbolic])")
+    if not any(t in description for t in TRACKS):
+        raise ValueError(f"sweep: empty grid: no track table (add one of {', '.join(f'[{t}]' for t in TRACKS)})")
+    spec: dict[str, Any] = {"sweep": {"chunk_size": chunk_size}}
+    chunks: list[Chunk] = []
+    if "symbolic" in description:
+        spec["symbolic"], symbolic_chunks = _plan_symbolic(dict(description["symbolic"]), chunk_size)
+        chunks.extend(symbolic_chunks)
+    for track in _TUPLE_FIELDS:
+        if track in description:
+            spec[track], track_chunks = _plan_cells(track, dict(description[track]))
+            chunks.extend(track_chunks)
+    if not chunks:
+        raise ValueError("sweep: empty grid")
+    return SweepPlan(spec, tuple(chunks))
+
+
+def _plan_symbolic(table: dict[str, Any], chunk_size: int) -> tuple[dict[str, Any], list[Chunk]]:
     for key in table:
         if key not in _SYMBOLIC_KEYS:
             raise ValueError(f"sweep: unknown key [symbolic].{key}; expected one of {', '.join(_SYMBOLIC_KEYS)}")
@@ -172,12 +238,55 @@ def plan(description: Mapping[str, Any]) -> SweepPlan:
         cells = sym.cells_of(setting)
         for c in range(0, len(cells), chunk_size):
             chunks.append(Chunk(f"s{s}-c{c // chunk_size}", setting, tuple(cells[c:c + chunk_size])))
-    if not chunks:
-        raise ValueError("sweep: empty grid")
-    spec = {"sweep": {"chunk_size": chunk_size},
-            "symbolic": {"fixed": json.loads(json.dumps(base.to_json(), default=str)),
-                         "axes": {k: list(v) for k, v in axes.items()}}}
-    return SweepPlan(spec, tuple(chunks))
+    spec = {"fixed": json.loads(json.dumps(base.to_json(), default=str)),
+            "axes": {k: list(v) for k, v in axes.items()}}
+    return spec, chunks
+
+
+def _plan_cells(track: str, table: dict[str, Any]) -> tuple[dict[str, Any], list[Chunk]]:
+    """A cell-by-cell track's table: config fields, a list on any other field makes an axis."""
+    module = _track_module(track)
+    config_type = module.VisionConfig if track == "vision" else module.AudioConfig
+    fields = [f.name for f in dataclasses.fields(config_type)]
+    tuple_fields = _TUPLE_FIELDS[track]
+    fixed: dict[str, Any] = {}
+    axes: dict[str, list] = {}
+    for key, value in table.items():
+        if key not in fields:
+            raise ValueError(f"sweep: unknown key [{track}].{key}; expected one of {', '.join(fields)}")
+        if key == "seeds":
+            fixed[key] = _int_list(value, f"[{track}].seeds")
+        elif key == "methods" and value == "all":
+            fixed[key] = None
+        elif key in tuple_fields:
+            fixed[key] = tuple([value] if isinstance(value, str) else value)
+        elif isinstance(value, list):
+            if not value:
+                raise ValueError(f"sweep: empty grid: [{track}].{key} is an empty list")
+            axes[key] = value
+        else:
+            fixed[key] = value
+    for key in ("conditions", "models", "seeds"):
+        if key in fixed and not fixed[key]:
+            raise ValueError(f"sweep: empty grid: [{track}].{key} is empty")
+    try:
+        base = config_type(**fixed)
+    except TypeError as err:
+        raise ValueError(f"sweep: [{track}]: {err}") from None
+    chunks = []
+    for s, values in enumerate(itertools.product(*axes.values())):
+        setting = dataclasses.replace(base, **dict(zip(axes, values)))
+        try:
+            setting.validate()
+        except ValueError as err:
+            raise ValueError(f"sweep: [{track}].{err}") from None
+        for model in setting.models:
+            for condition in setting.conditions:
+                one = dataclasses.replace(setting, models=(model,), conditions=(condition,))
+                chunks.append(Chunk(f"{track}-s{s}-{model}-{condition}", one, track=track))
+    spec = {"fixed": json.loads(json.dumps(base.to_json(), default=str)),
+            "axes": {k: list(v) for k, v in axes.items()}}
+    return spec, chunks
 
 
 # ------------------------------------------------------------------------------------------- devices
@@ -220,8 +329,9 @@ def _distributed() -> tuple[int, int]:
 class _Store:
     """Append-only results with a progress log; see the module docstring."""
 
-    def __init__(self, path: Path, host: int, hosts: int):
+    def __init__(self, path: Path, host: int, hosts: int, columns: tuple[str, ...] = tuple(sym.COLUMNS)):
         self.path = path
+        self.columns = list(columns)
         suffix = "" if hosts == 1 else f".host{host}"
         self.results = path / f"results{suffix}.csv"
         self.progress = path / f"progress{suffix}.jsonl"
@@ -246,7 +356,7 @@ class _Store:
     def append(self, chunk_id: str, rows: list[dict], seconds: dict[str, float]) -> None:
         import pandas as pd
 
-        frame = pd.DataFrame(rows, columns=list(sym.COLUMNS))
+        frame = pd.DataFrame(rows, columns=self.columns)
         header = not self.results.exists() or self.results.stat().st_size == 0
         text = frame.to_csv(index=False, header=header)
         with open(self.results, "a") as fh:
@@ -285,6 +395,22 @@ class _Store:
         return sym.Trained(restored["params"], restored["losses"], json.loads(meta.read_text())["train_seconds"])
 
 
+def _compute_cells(chunk: Chunk) -> tuple[list[dict], dict[str, Any]]:
+    """One (model, condition) of a cell-by-cell track, through the track's own runner (seeds vmapped there;
+    the chunk runs on the default device and is not checkpointed: a killed chunk reruns)."""
+    start = time.perf_counter()
+    if chunk.track == "vision":
+        from chaosjax.tracks import vision
+
+        rows = vision.run_cell(chunk.setting, chunk.setting.models[0], chunk.setting.conditions[0])
+    else:
+        from chaosjax.tracks import audio
+
+        rows = audio.run(chunk.setting, progress=False).to_dict("records")
+    train = sum(r.get("train_seconds", 0.0) for r in rows[:len(chunk.setting.seeds)])
+    return rows, {"train": train, "attribute": time.perf_counter() - start - train, "restored": False}
+
+
 def _check_directory(path: Path, spec: dict, force_new: bool) -> None:
     stored = path / "sweep.json"
     if not stored.exists():
@@ -298,8 +424,14 @@ def _check_directory(path: Path, spec: dict, force_new: bool) -> None:
         return
     elif not force_new:
         old = json.loads(stored.read_text())
-        differing = sorted(k for k in set(old.get("symbolic", {}).get("fixed", {})) | set(spec["symbolic"]["fixed"])
-                           if old.get("symbolic", {}).get("fixed", {}).get(k) != spec["symbolic"]["fixed"].get(k))
+        differing = []
+        for track in TRACKS:
+            before, now = old.get(track, {}), spec.get(track, {})
+            if before.get("axes") != now.get("axes"):
+                differing.append(f"{track} axes")
+            before, now = before.get("fixed", {}), now.get("fixed", {})
+            differing += sorted(k if track == "symbolic" else f"{track}.{k}" for k in set(before) | set(now)
+                                if before.get(k) != now.get(k))
         hint = f" (differs in {', '.join(differing)})" if differing else ""
         raise ValueError(f"--out: {path} holds a sweep of another config{hint}; resume it with its own config, "
                          "use another directory, or pass --force-new")
@@ -336,7 +468,7 @@ def run(description: Mapping[str, Any], out: str | os.PathLike, *, force_new: bo
         path.mkdir(parents=True, exist_ok=True)
         _check_directory(path, sweep_plan.spec, force_new)
         (path / "sweep.json").write_text(json.dumps(sweep_plan.spec, indent=2, default=str))
-    store = _Store(path, host, hosts)
+    store = _Store(path, host, hosts, sweep_plan.columns)
     done = store.done()
     mine = [c for i, c in enumerate(sweep_plan.chunks) if i % hosts == host]
     todo = [c for c in mine if c.id not in done]
@@ -348,6 +480,8 @@ def run(description: Mapping[str, Any], out: str | os.PathLike, *, force_new: bo
 
     def compute(chunk: Chunk):
         """Trains (or restores) and attributes one chunk; returns its real cells' rows and timings."""
+        if chunk.track != "symbolic":
+            return _compute_cells(chunk)
         cells = _padded(chunk.cells, devices)
         t0 = time.perf_counter()
         grid = sym.build_grid(chunk.setting, cells)
@@ -367,7 +501,7 @@ def run(description: Mapping[str, Any], out: str | os.PathLike, *, force_new: bo
         rows = [r for i, r in enumerate(rows) if i % len(cells) < real]
         return rows, {"train": t1 - t0, "attribute": time.perf_counter() - t1, "restored": restored}
 
-    bar = tqdm(total=sum(len(c.cells) for c in mine), initial=sum(len(c.cells) for c in mine if c.id in done),
+    bar = tqdm(total=sum(c.size for c in mine), initial=sum(c.size for c in mine if c.id in done),
                disable=not progress, unit="cell", dynamic_ncols=True)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chaosjax-sweep")
     try:
@@ -375,13 +509,12 @@ def run(description: Mapping[str, Any], out: str | os.PathLike, *, force_new: bo
         in_flight = collections.deque((c, pool.submit(compute, c)) for c in itertools.islice(upcoming, workers))
         while in_flight:
             chunk, future = in_flight.popleft()
-            bar.set_postfix_str(f"{chunk.id}: {chunk.cells[0].label}..{chunk.cells[-1].label} "
-                                f"seeds {sorted({c.seed for c in chunk.cells})}")
+            bar.set_postfix_str(f"{chunk.id}: {chunk.label}")
             rows, seconds = future.result()
             store.append(chunk.id, rows, seconds)  # in plan order, whatever finished first
-            bar.update(len(chunk.cells))
+            bar.update(chunk.size)
             if not progress and log:
-                log(f"{chunk.id}: {len(chunk.cells)} cells, train {seconds['train']:.1f} s"
+                log(f"{chunk.id}: {chunk.size} cells, train {seconds['train']:.1f} s"
                     f"{' (restored)' if seconds['restored'] else ''}, attribute {seconds['attribute']:.1f} s")
             following = next(upcoming, None)
             if following is not None:
@@ -408,7 +541,7 @@ def run(description: Mapping[str, Any], out: str | os.PathLike, *, force_new: bo
         entries = _Store(path, 0, 1).done() if hosts == 1 else {}
         meta = {
             "schema_version": sym.SCHEMA_VERSION,
-            "track": "symbolic",
+            "track": "+".join(sweep_plan.tracks),
             "sweep": sweep_plan.spec,
             "cells": sweep_plan.cells,
             "chunks": len(sweep_plan.chunks),
@@ -437,10 +570,23 @@ def add_cli(sub) -> None:
                         "on an accelerator, more than 1 overlaps one chunk's compilation with another's device work")
 
     def handler(args) -> int:
-        frame = run(load_toml(args.config), args.out, force_new=args.force_new, progress=not args.quiet,
+        description = load_toml(args.config)
+        frame = run(description, args.out, force_new=args.force_new, progress=not args.quiet,
                     workers=args.workers)
-        axes = [_RESULT_COLUMN.get(k, k) for k in plan(load_toml(args.config)).spec["symbolic"]["axes"]]
-        print(sym.summary_table(frame, by=axes) if len(frame) else "no results")
+        spec = plan(description).spec
+        for track in TRACKS:
+            if track not in spec or not len(frame):
+                continue
+            rows = frame.loc[frame["track"] == track, list(_columns(track))]
+            if not len(rows):
+                continue
+            if track == "symbolic":
+                axes = [_RESULT_COLUMN.get(k, k) for k in spec["symbolic"]["axes"]]
+                print(sym.summary_table(rows, by=axes))
+            else:
+                print(_track_module(track).summary_table(rows))
+        if not len(frame):
+            print("no results")
         print(f"\nresults: {args.out}/results.csv")
         return 0
 

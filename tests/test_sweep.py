@@ -67,7 +67,13 @@ def test_plan_cuts_the_grid_into_chunks():
     "description, message",
     [
         ({"symbolic": {"formulas": "0-2", "temperature": 3}}, "temperature"),
-        ({"vision": {}}, "unknown track 'vision'"),
+        ({"images": {}}, "unknown track 'images'"),
+        ({"vision": {"temperature": 1}}, r"\[vision\]\.temperature"),
+        ({"vision": {"conditions": []}}, "empty grid"),
+        ({"vision": {"learning_rate": []}}, "empty grid"),
+        ({"vision": {"conditions": ["RBXP"]}}, r"\[vision\]\.conditions"),
+        ({"audio": {"models": ["gru"], "source": "synthetic"}}, r"\[audio\]\.models"),
+        ({"audio": {"background_gain": [0.5, 2.0], "source": "synthetic"}}, "background_gain"),
         ({"sweep": {"chunk_size": 2}}, "empty grid"),
         ({"symbolic": {"formulas": []}}, "empty grid"),
         ({"symbolic": {"noise": []}}, "empty grid"),
@@ -186,3 +192,38 @@ def test_workers_overlap_chunks_without_changing_the_results(tmp_path):
         with pytest.raises(ValueError, match="workers"):
             sweep.run(description, tmp_path / "bad", progress=False, log=None, workers=bad)
     assert not (tmp_path / "bad").exists()
+
+
+VISION = {"conditions": ["RBFP", "SBRP"], "methods": ["saliency", "random_baseline"], "train_size": 64,
+          "val_size": 8, "epochs": 1, "batch_size": 32, "seeds": "0-1", "width": 4, "attribution_chunk": 4}
+AUDIO = {"conditions": ["RBRP"], "models": ["tcn"], "methods": ["saliency"], "source": "synthetic", "steps": 3,
+         "batch_size": 8, "n_val": 16, "n_attr": 4, "background_gain": [0.2, 1.0]}
+
+
+def test_vision_and_audio_cells_sweep_next_to_symbolic_and_resume(tmp_path):
+    from chaosjax.tracks import vision
+
+    description = {"sweep": {"chunk_size": 5}, "symbolic": sweep.load_toml(_write(tmp_path, epochs=3))["symbolic"],
+                   "vision": VISION, "audio": AUDIO}
+    plan = sweep.plan(description)
+    assert [c.track for c in plan.chunks] == ["symbolic"] + ["vision"] * 2 + ["audio"] * 2
+    assert plan.cells == 5 + 2 * 2 + 2 * 1  # vision: 2 conditions x 2 seeds; audio: 2 gains x 1 seed
+    assert plan.columns[:len(sym.COLUMNS)] == tuple(sym.COLUMNS) and set(vision.COLUMNS) <= set(plan.columns)
+    out = tmp_path / "run"
+    frame = sweep.run(description, out, progress=False, log=None)
+    assert frame["track"].value_counts().to_dict() == {"symbolic": 10, "vision": 8, "audio": 2}
+    assert list(pd.read_csv(out / "results.csv").columns) == list(plan.columns)
+    assert sorted(frame.loc[frame["track"] == "audio", "background_gain"]) == [0.2, 1.0]
+    # A vision cell of the sweep equals the track's own run of that cell.
+    own = vision.run(vision.VisionConfig(**{**VISION, "conditions": ("SBRP",), "seeds": (0, 1),
+                                            "methods": ("saliency", "random_baseline")}), progress=False)
+    swept = frame[(frame["track"] == "vision") & (frame["condition"] == "SBRP")]
+    for col in ("accuracy", "iou", "mass_in_box"):
+        np.testing.assert_allclose(swept[col].to_numpy(), own[col].to_numpy(), rtol=1e-5, atol=1e-6)
+    assert json.loads((out / "config.json").read_text())["track"] == "symbolic+vision+audio"
+    # Resume: nothing left to run, nothing duplicated; the audio table changed is another config.
+    again = sweep.run(description, out, progress=False, log=None)
+    assert len(again) == len(frame) and (out / "progress.jsonl").read_text().count("\n") == len(plan.chunks)
+    changed = {**description, "audio": {**AUDIO, "steps": 4}}
+    with pytest.raises(ValueError, match="audio.steps"):
+        sweep.run(changed, out, progress=False, log=None)
