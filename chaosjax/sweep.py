@@ -22,13 +22,18 @@ A sweep is described by a TOML file (or the equivalent dict):
     models = ["tcn", "lstm"]
     background_gain = [0.2, 1.0]
 
+    [rfe]                      # RFEConfig's fields, likewise
+    formulas = "10-14"
+    noise_features = [50, 150]
+
 The grid is tracks x formulas (conditions x models) x seeds x settings (the product of the list-valued
 axes); `results.csv` has the union of the tracks' columns. Symbolic cells are cut into chunks of cells
 that share a setting; each chunk is one `jit(vmap(...))` program whose cell
 axis is sharded across every local device (`Mesh` + `NamedSharding`; a chunk is padded to a multiple
 of the device count and the padding dropped from the results). A vision or audio chunk is one (model,
 condition) of one setting, all its seeds trained side by side by the track's own runner on the default
-device; it is not checkpointed (killed, it reruns whole). JAX's own engine does the scheduling;
+device; an RFE chunk is one setting (its eliminations are one program). Neither is checkpointed: killed,
+it reruns whole. JAX's own engine does the scheduling;
 `workers` > 1 keeps several chunks in flight, so that one chunk's compilation (a new setting's programs)
 overlaps another's device work, with rows still written in plan order.
 
@@ -69,12 +74,14 @@ import numpy as np
 
 from chaosjax.tracks import symbolic as sym
 
-TRACKS = ("symbolic", "vision", "audio")
+TRACKS = ("symbolic", "vision", "audio", "rfe")
 _SWEEP_KEYS = {"chunk_size"}
-# Tracks whose grid runs cell by cell: one chunk per setting x model x condition, its seeds vmapped by the
-# track's own runner. Their TOML keys are the config's field names; these fields take lists without being axes.
+# Tracks run by their own runner: vision and audio one chunk per setting x model x condition (its seeds vmapped
+# by the runner), RFE one chunk per setting (all its eliminations are one program). Their TOML keys are the
+# config's field names; these fields take lists without being axes.
 _TUPLE_FIELDS = {"vision": ("conditions", "models", "methods", "seeds"),
-                 "audio": ("conditions", "models", "methods", "seeds", "speakers")}
+                 "audio": ("conditions", "models", "methods", "seeds", "speakers"),
+                 "rfe": ("formulas", "methods", "baselines", "schedules", "seeds")}
 # TOML key -> SymbolicConfig field; the axes a list may sweep.
 _SYMBOLIC_KEYS = {
     "formulas": "formulas", "seeds": "seeds", "methods": "methods", "noise": "noise_features", "n": "n",
@@ -96,17 +103,25 @@ class Chunk:
     setting: Any  # SymbolicConfig, VisionConfig or AudioConfig
     cells: tuple[sym.Cell, ...] = ()
     track: str = "symbolic"
+    axes: tuple[str, ...] = ()  # a runner-run track's swept fields: written as columns of its rows
 
     @property
     def size(self) -> int:
-        """Cells in the chunk (a cell-by-cell track's cells are its seeds)."""
-        return len(self.cells) if self.track == "symbolic" else len(self.setting.seeds)
+        """Cells in the chunk (vision and audio: its seeds; RFE: datasets x seeds)."""
+        if self.track == "symbolic":
+            return len(self.cells)
+        if self.track == "rfe":
+            datasets = len(self.setting.formulas) if self.setting.dataset == "symbolic" else 1
+            return datasets * len(self.setting.seeds)
+        return len(self.setting.seeds)
 
     @property
     def label(self) -> str:
         if self.track == "symbolic":
             return (f"{self.cells[0].label}..{self.cells[-1].label} "
                     f"seeds {sorted({c.seed for c in self.cells})}")
+        if self.track == "rfe":
+            return f"rfe {self.setting.dataset}"
         return f"{self.track} {self.setting.models[0]} {self.setting.conditions[0]}"
 
 
@@ -125,14 +140,17 @@ class SweepPlan:
 
     @property
     def columns(self) -> tuple[str, ...]:
-        """The results file's columns: the union of the tracks' columns, in track order."""
-        return tuple(dict.fromkeys(c for t in self.tracks for c in _columns(t)))
+        """The results file's columns: the union of the tracks' columns, in track order, then any swept field a
+        track's own columns lack (e.g. vision's ``learning_rate``), so that every row names its setting."""
+        own = [c for t in self.tracks for c in _columns(t)]
+        swept = [a for t in self.tracks if t != "symbolic" for a in self.spec[t]["axes"]]
+        return tuple(dict.fromkeys(own + swept))
 
 
 def _track_module(track: str):
-    from chaosjax.tracks import audio, vision
+    from chaosjax.tracks import audio, rfe, vision
 
-    return {"symbolic": sym, "vision": vision, "audio": audio}[track]
+    return {"symbolic": sym, "vision": vision, "audio": audio, "rfe": rfe}[track]
 
 
 def _columns(track: str) -> tuple[str, ...]:
@@ -246,7 +264,8 @@ def _plan_symbolic(table: dict[str, Any], chunk_size: int) -> tuple[dict[str, An
 def _plan_cells(track: str, table: dict[str, Any]) -> tuple[dict[str, Any], list[Chunk]]:
     """A cell-by-cell track's table: config fields, a list on any other field makes an axis."""
     module = _track_module(track)
-    config_type = module.VisionConfig if track == "vision" else module.AudioConfig
+    config_type = {"vision": "VisionConfig", "audio": "AudioConfig", "rfe": "RFEConfig"}[track]
+    config_type = getattr(module, config_type)
     fields = [f.name for f in dataclasses.fields(config_type)]
     tuple_fields = _TUPLE_FIELDS[track]
     fixed: dict[str, Any] = {}
@@ -257,7 +276,13 @@ def _plan_cells(track: str, table: dict[str, Any]) -> tuple[dict[str, Any], list
         if key == "seeds":
             fixed[key] = _int_list(value, f"[{track}].seeds")
         elif key == "methods" and value == "all":
-            fixed[key] = None
+            from chaosjax import attribution
+
+            fixed[key] = tuple(attribution.METHODS) if track == "rfe" else None
+        elif key == "formulas" and isinstance(value, str):
+            from chaosjax._parse import parse_formulas
+
+            fixed[key] = parse_formulas(value)
         elif key in tuple_fields:
             fixed[key] = tuple([value] if isinstance(value, str) else value)
         elif isinstance(value, list):
@@ -280,10 +305,13 @@ def _plan_cells(track: str, table: dict[str, Any]) -> tuple[dict[str, Any], list
             setting.validate()
         except ValueError as err:
             raise ValueError(f"sweep: [{track}].{err}") from None
+        if track == "rfe":
+            chunks.append(Chunk(f"rfe-s{s}", setting, track=track, axes=tuple(axes)))
+            continue
         for model in setting.models:
             for condition in setting.conditions:
                 one = dataclasses.replace(setting, models=(model,), conditions=(condition,))
-                chunks.append(Chunk(f"{track}-s{s}-{model}-{condition}", one, track=track))
+                chunks.append(Chunk(f"{track}-s{s}-{model}-{condition}", one, track=track, axes=tuple(axes)))
     spec = {"fixed": json.loads(json.dumps(base.to_json(), default=str)),
             "axes": {k: list(v) for k, v in axes.items()}}
     return spec, chunks
@@ -400,15 +428,16 @@ def _compute_cells(chunk: Chunk) -> tuple[list[dict], dict[str, Any]]:
     the chunk runs on the default device and is not checkpointed: a killed chunk reruns)."""
     start = time.perf_counter()
     if chunk.track == "vision":
-        from chaosjax.tracks import vision
-
-        rows = vision.run_cell(chunk.setting, chunk.setting.models[0], chunk.setting.conditions[0])
+        rows = _track_module("vision").run_cell(chunk.setting, chunk.setting.models[0], chunk.setting.conditions[0])
     else:
-        from chaosjax.tracks import audio
-
-        rows = audio.run(chunk.setting, progress=False).to_dict("records")
+        rows = _track_module(chunk.track).run(chunk.setting, progress=False).to_dict("records")
+    wall = time.perf_counter() - start
+    for row in rows:
+        row.update({axis: getattr(chunk.setting, axis) for axis in chunk.axes})
+    if chunk.track == "rfe":  # every round retrains and ranks: the two are not apart
+        return rows, {"train_and_attribute": wall, "restored": False}
     train = sum(r.get("train_seconds", 0.0) for r in rows[:len(chunk.setting.seeds)])
-    return rows, {"train": train, "attribute": time.perf_counter() - start - train, "restored": False}
+    return rows, {"train": train, "attribute": wall - train, "restored": False}
 
 
 def _check_directory(path: Path, spec: dict, force_new: bool) -> None:
@@ -514,8 +543,8 @@ def run(description: Mapping[str, Any], out: str | os.PathLike, *, force_new: bo
             store.append(chunk.id, rows, seconds)  # in plan order, whatever finished first
             bar.update(chunk.size)
             if not progress and log:
-                log(f"{chunk.id}: {chunk.size} cells, train {seconds['train']:.1f} s"
-                    f"{' (restored)' if seconds['restored'] else ''}, attribute {seconds['attribute']:.1f} s")
+                times = ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in seconds.items() if k != "restored")
+                log(f"{chunk.id}: {chunk.size} cells, {times}{' (restored)' if seconds['restored'] else ''}")
             following = next(upcoming, None)
             if following is not None:
                 in_flight.append((following, pool.submit(compute, following)))

@@ -74,6 +74,8 @@ def test_plan_cuts_the_grid_into_chunks():
         ({"vision": {"conditions": ["RBXP"]}}, r"\[vision\]\.conditions"),
         ({"audio": {"models": ["gru"], "source": "synthetic"}}, r"\[audio\]\.models"),
         ({"audio": {"background_gain": [0.5, 2.0], "source": "synthetic"}}, "background_gain"),
+        ({"rfe": {"schedules": ["third"]}}, "schedule"),
+        ({"rfe": {"noise": 3}}, r"\[rfe\]\.noise"),
         ({"sweep": {"chunk_size": 2}}, "empty grid"),
         ({"symbolic": {"formulas": []}}, "empty grid"),
         ({"symbolic": {"noise": []}}, "empty grid"),
@@ -214,6 +216,9 @@ def test_vision_and_audio_cells_sweep_next_to_symbolic_and_resume(tmp_path):
     assert frame["track"].value_counts().to_dict() == {"symbolic": 10, "vision": 8, "audio": 2}
     assert list(pd.read_csv(out / "results.csv").columns) == list(plan.columns)
     assert sorted(frame.loc[frame["track"] == "audio", "background_gain"]) == [0.2, 1.0]
+    vision_swept = sweep.run({"vision": {**VISION, "conditions": ["RBFP"], "seeds": [0],
+                                         "learning_rate": [1e-3, 1e-2]}}, tmp_path / "lr", progress=False, log=None)
+    assert sorted(vision_swept["learning_rate"].unique()) == [1e-3, 1e-2]  # an axis the track's columns lack
     # A vision cell of the sweep equals the track's own run of that cell.
     own = vision.run(vision.VisionConfig(**{**VISION, "conditions": ("SBRP",), "seeds": (0, 1),
                                             "methods": ("saliency", "random_baseline")}), progress=False)
@@ -227,3 +232,20 @@ def test_vision_and_audio_cells_sweep_next_to_symbolic_and_resume(tmp_path):
     changed = {**description, "audio": {**AUDIO, "steps": 4}}
     with pytest.raises(ValueError, match="audio.steps"):
         sweep.run(changed, out, progress=False, log=None)
+
+
+def test_rfe_settings_sweep_as_one_program_each(tmp_path):
+    from chaosjax.tracks import rfe
+
+    table = {"formulas": "10-11", "n": 200, "epochs": 3, "methods": ["saliency"], "baselines": ["linear"],
+             "noise_features": [3, 6]}
+    plan = sweep.plan({"rfe": table})
+    assert [c.id for c in plan.chunks] == ["rfe-s0", "rfe-s1"] and plan.cells == 4
+    frame = sweep.run({"rfe": table}, tmp_path / "run", progress=False, log=None)
+    own = rfe.run(rfe.RFEConfig(formulas=(10, 11), n=200, epochs=3, methods=("saliency",), baselines=("linear",),
+                                noise_features=6), progress=False)
+    assert set(frame["noise_features"]) == {3, 6}  # every row names its setting
+    swept = frame[frame["noise_features"] == 6].reset_index(drop=True)
+    assert len(swept) == len(own) and set(frame["track"]) == {"rfe"}
+    for col in ("features_kept", "test_mae", "functional_precision"):
+        np.testing.assert_allclose(swept[col].to_numpy(float), own[col].to_numpy(float), rtol=1e-5, atol=1e-7)
