@@ -283,7 +283,7 @@ def _fit_run(apply_fn, params, x, y, key, learning_rate, *, optimizer, options, 
         updates, opt_state = opt.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, value
 
-    every = max(1, epochs // _PROGRESS_TICKS)
+    every = max(1, (progress_total or epochs) // _PROGRESS_TICKS)  # ~50 ticks per program, however grouped
 
     def epoch(carry, i):
         params, opt_state = carry
