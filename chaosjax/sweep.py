@@ -46,10 +46,14 @@ recorded (rows of a chunk that was killed while writing), restores trained-but-u
 from their checkpoints, and runs the rest. A `DIR` made by a different config is refused unless
 `force_new`, which moves the old files to `DIR/previous-<time>/` (nothing is deleted).
 
-Multi-host: when `jax.distributed` is configured (`JAX_COORDINATOR_ADDRESS`, or
-`CHAOSJAX_DISTRIBUTED=1` on a platform whose environment `jax.distributed.initialize()` reads),
-process `p` of `P` runs chunks `p, p + P, ...` on its local devices and writes
-`results.host<p>.csv`; process 0 merges them into `results.csv` at the end.
+Multi-host: when `jax.distributed` is configured (`JAX_COORDINATOR_ADDRESS` with `JAX_NUM_PROCESSES` and
+`JAX_PROCESS_ID`, or `CHAOSJAX_DISTRIBUTED=1` on a platform whose environment `jax.distributed.initialize()`
+reads), process `p` of `P` runs chunks `p, p + P, ...` on its local devices, writes `results.host<p>.csv`
+and checkpoints of its own; process 0 merges the results into `results.csv` at the end. Tested with two CPU
+processes on one machine:
+
+    JAX_COORDINATOR_ADDRESS=localhost:1234 JAX_NUM_PROCESSES=2 JAX_PROCESS_ID=0 chaosjax sweep g.toml --out d &
+    JAX_COORDINATOR_ADDRESS=localhost:1234 JAX_NUM_PROCESSES=2 JAX_PROCESS_ID=1 chaosjax sweep g.toml --out d
 """
 
 from __future__ import annotations
@@ -347,7 +351,15 @@ def _distributed() -> tuple[int, int]:
     """(process index, count), initialising jax.distributed when its environment is present."""
     if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("CHAOSJAX_DISTRIBUTED") == "1":
         if not jax.distributed.is_initialized():
-            jax.distributed.initialize()
+            # The coordinator's address is read by JAX itself; the process count and index are passed on from
+            # JAX_NUM_PROCESSES / JAX_PROCESS_ID when set (a cluster such as SLURM or a TPU pod supplies them).
+            counts = {arg: int(os.environ[env]) for arg, env in (("num_processes", "JAX_NUM_PROCESSES"),
+                                                                  ("process_id", "JAX_PROCESS_ID"))
+                      if os.environ.get(env)}
+            # Processes sync at the end through a collective; on CPU-only hosts that needs gloo (accelerator
+            # clients are unaffected).
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+            jax.distributed.initialize(**counts)
     return jax.process_index(), jax.process_count()
 
 
@@ -401,14 +413,12 @@ class _Store:
         return self.checkpoints / chunk_id
 
     def save_params(self, chunk_id: str, trained: sym.Trained) -> None:
-        import orbax.checkpoint as ocp
-
         target = self.checkpoint_path(chunk_id)
         if target.exists():
             shutil.rmtree(target)  # an unfinished save of a killed run
-        checkpointer = ocp.StandardCheckpointer()
-        checkpointer.save(target.resolve(), {"params": trained.params, "losses": trained.losses})
-        checkpointer.wait_until_finished()
+        checkpointer = _checkpointer()
+        # Host copies: each process saves its own chunks alone (device arrays of one host are not global).
+        checkpointer.save(target.resolve(), jax.device_get({"params": trained.params, "losses": trained.losses}))
         (target / "chaosjax_seconds.json").write_text(json.dumps({"train_seconds": trained.seconds}))
 
     def restore_params(self, chunk_id: str, template: Any) -> sym.Trained | None:
@@ -419,7 +429,7 @@ class _Store:
         if not meta.exists():  # written last: without it the save did not finish
             return None
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-        restored = ocp.StandardCheckpointer().restore(target.resolve(), abstract)
+        restored = _checkpointer().restore(target.resolve(), abstract)
         return sym.Trained(restored["params"], restored["losses"], json.loads(meta.read_text())["train_seconds"])
 
 
@@ -438,6 +448,18 @@ def _compute_cells(chunk: Chunk) -> tuple[list[dict], dict[str, Any]]:
         return rows, {"train_and_attribute": wall, "restored": False}
     train = sum(r.get("train_seconds", 0.0) for r in rows[:len(chunk.setting.seeds)])
     return rows, {"train": train, "attribute": wall - train, "restored": False}
+
+
+def _checkpointer():
+    """An orbax checkpointer private to this process: with several processes, each saves and restores its own
+    chunks, without the collective barriers orbax uses for a checkpoint shared by all processes."""
+    import orbax.checkpoint as ocp
+
+    me = jax.process_index()
+    # Synchronous (no cross-process completion signals), and this process is the only participant.
+    return ocp.Checkpointer(
+        ocp.StandardCheckpointHandler(),
+        multiprocessing_options=ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me}))
 
 
 def _check_directory(path: Path, spec: dict, force_new: bool) -> None:
@@ -565,7 +587,8 @@ def run(description: Mapping[str, Any], out: str | os.PathLike, *, force_new: bo
             merged = pd.concat(parts, ignore_index=True)
             merged.to_csv(path / "results.csv.tmp", index=False)
             os.replace(path / "results.csv.tmp", path / "results.csv")
-    frame = pd.read_csv(path / "results.csv") if (path / "results.csv").exists() else pd.DataFrame()
+    mine_only = store.results if hosts > 1 and host != 0 else path / "results.csv"  # host 0 merges
+    frame = pd.read_csv(mine_only) if mine_only.exists() and mine_only.stat().st_size else pd.DataFrame()
     if host == 0:
         entries = _Store(path, 0, 1).done() if hosts == 1 else {}
         meta = {

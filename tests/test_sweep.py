@@ -249,3 +249,27 @@ def test_rfe_settings_sweep_as_one_program_each(tmp_path):
     assert len(swept) == len(own) and set(frame["track"]) == {"rfe"}
     for col in ("features_kept", "test_mae", "functional_precision"):
         np.testing.assert_allclose(swept[col].to_numpy(float), own[col].to_numpy(float), rtol=1e-5, atol=1e-7)
+
+
+def test_two_processes_share_the_chunks_and_process_zero_merges(tmp_path):
+    """Multi-host on one machine: two CPU processes under jax.distributed (JAX_COORDINATOR_ADDRESS etc.)."""
+    import socket
+
+    config = _write(tmp_path, chunk=2, epochs=5)  # 3 chunks: process 0 takes 2, process 1 takes 1
+    reference = _run_cli([config, "--out", tmp_path / "one"])
+    assert reference.returncode == 0, reference.stderr
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        port = probe.getsockname()[1]
+    procs = [_run_cli([config, "--out", tmp_path / "two"], wait=False,
+                      env_extra={"JAX_COORDINATOR_ADDRESS": f"localhost:{port}", "JAX_NUM_PROCESSES": "2",
+                                 "JAX_PROCESS_ID": str(i), "JAX_PLATFORMS": "cpu"}) for i in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+    chunks = [(tmp_path / "two" / f"progress.host{i}.jsonl").read_text().count("\n") for i in range(2)]
+    assert chunks == [2, 1]
+    merged = pd.read_csv(tmp_path / "two" / "results.csv")
+    one = pd.read_csv(tmp_path / "one" / "results.csv")
+    assert len(merged) == len(one) == 10 and not merged.duplicated(["formula", "seed", "method"]).any()
+    np.testing.assert_allclose(_sorted(merged)[METRICS], _sorted(one)[METRICS], rtol=1e-5, atol=1e-6)
