@@ -370,13 +370,14 @@ _fit_single_jit = jax.jit(_fit_single, static_argnames=_STATIC)
 _fit_grid_jit = jax.jit(_fit_grid, static_argnames=_STATIC + ("data_axis", "lr_axis", "group"))
 
 #: Bytes of one group's training inputs when `fit_grid` groups runs on a CPU (``group="auto"``): about a
-#: core's share of cache. On a 2-core CPU, the study's 15 formulas (8,000 x 115 rows each) train ~20% faster one
-#: at a time than all 15 vmapped at once (`benchmarks/symbolic.py`).
+#: core's share of cache. On a 2-core CPU the study's 15 formulas (8,000 x 115 rows each) train at ~170 GFLOP/s
+#: one at a time against ~128 GFLOP/s all 15 vmapped at once (`benchmarks/symbolic.py` reports the rate).
 _CPU_GROUP_BYTES = 4 << 20
 
 
 def _auto_group(x, data_axis) -> int | None:
-    if jax.default_backend() != "cpu" or len(getattr(x, "sharding", None) and x.sharding.device_set or ()) > 1:
+    sharding = getattr(x, "sharding", None)
+    if jax.default_backend() != "cpu" or (sharding is not None and len(sharding.device_set) > 1):
         return None  # accelerators, or a grid sharded across devices: the whole grid side by side
     per_run = x[0] if data_axis == 0 else x
     return max(1, _CPU_GROUP_BYTES // max(1, per_run.size * per_run.dtype.itemsize))
@@ -506,8 +507,8 @@ def fit_grid(
     Static options are shared by the whole grid and are those of ``fit``. ``group`` runs are vmapped side by side
     and the groups run one after another in the same program (``None``: the whole grid at once; ``"auto"``: the
     whole grid on accelerators, cache-sized groups of about 4 MiB of inputs on a CPU). Row ``g`` of the result
-    equals ``fit`` on row ``g`` of the inputs up to float rounding, for any ``group``. The compiled program is cached: a second call with
-    the same shapes, dtypes and static options does not retrace.
+    equals ``fit`` on row ``g`` of the inputs up to float rounding, for any ``group``. The compiled program is
+    cached: a second call with the same shapes, dtypes and static options does not retrace.
 
     Returns ``FitResult(params, losses)`` with ``losses`` of shape ``(G, epochs)``.
     """
