@@ -28,14 +28,13 @@ A sweep is described by a TOML file (or the equivalent dict):
 
 The grid is tracks x formulas (conditions x models) x seeds x settings (the product of the list-valued
 axes); `results.csv` has the union of the tracks' columns. Symbolic cells are cut into chunks of cells
-that share a setting; each chunk is one `jit(vmap(...))` program whose cell
-axis is sharded across every local device (`Mesh` + `NamedSharding`; a chunk is padded to a multiple
-of the device count and the padding dropped from the results). A vision or audio chunk is one (model,
-condition) of one setting, all its seeds trained side by side by the track's own runner on the default
-device; an RFE chunk is one setting (its eliminations are one program). Neither is checkpointed: killed,
-it reruns whole. JAX's own engine does the scheduling;
-`workers` > 1 keeps several chunks in flight, so that one chunk's compilation (a new setting's programs)
-overlaps another's device work, with rows still written in plan order.
+that share a setting; each chunk is one `jit(vmap(...))` program whose cell axis is sharded across every
+local device (`Mesh` + `NamedSharding`; a chunk is padded to a multiple of the device count and the
+padding dropped from the results). A vision or audio chunk is one (model, condition) of one setting, all
+its seeds trained side by side by the track's own runner on the default device; an RFE chunk is one
+setting (its eliminations are one program). Neither is checkpointed: killed, it reruns whole. JAX's own
+engine does the scheduling; `workers` > 1 keeps several chunks in flight, so that one chunk's compilation
+(a new setting's programs) overlaps another's device work, with rows still written in plan order.
 
 Resume without loss: after each chunk its rows are appended to `DIR/results.csv` (flushed and
 fsynced), then the chunk is recorded in `DIR/progress.jsonl` with the byte size of the results
@@ -100,11 +99,12 @@ _RESULT_COLUMN = {"noise": "noise_features", "activation": "model"}  # axis -> r
 
 @dataclasses.dataclass(frozen=True)
 class Chunk:
-    """Cells computed together: symbolic cells of one setting, or one (model, condition) of a cell-by-cell track
-    with all its seeds (then `cells` is empty and `setting` names one model and one condition)."""
+    """Cells computed together: symbolic cells of one setting; one (model, condition) of a vision or audio
+    setting with all its seeds (`setting` names that one model and condition); or one RFE setting. `cells` is
+    empty but for symbolic chunks."""
 
     id: str
-    setting: Any  # SymbolicConfig, VisionConfig or AudioConfig
+    setting: Any  # SymbolicConfig, VisionConfig, AudioConfig or RFEConfig
     cells: tuple[sym.Cell, ...] = ()
     track: str = "symbolic"
     axes: tuple[str, ...] = ()  # a runner-run track's swept fields: written as columns of its rows
