@@ -266,10 +266,9 @@ def _plan_symbolic(table: dict[str, Any], chunk_size: int) -> tuple[dict[str, An
 
 
 def _plan_cells(track: str, table: dict[str, Any]) -> tuple[dict[str, Any], list[Chunk]]:
-    """A cell-by-cell track's table: config fields, a list on any other field makes an axis."""
-    module = _track_module(track)
-    config_type = {"vision": "VisionConfig", "audio": "AudioConfig", "rfe": "RFEConfig"}[track]
-    config_type = getattr(module, config_type)
+    """A vision, audio or RFE table: config fields; a list on a field not in `_TUPLE_FIELDS` makes an axis."""
+    config_type = getattr(_track_module(track), {"vision": "VisionConfig", "audio": "AudioConfig",
+                                                  "rfe": "RFEConfig"}[track])
     fields = [f.name for f in dataclasses.fields(config_type)]
     tuple_fields = _TUPLE_FIELDS[track]
     fixed: dict[str, Any] = {}
@@ -434,8 +433,8 @@ class _Store:
 
 
 def _compute_cells(chunk: Chunk) -> tuple[list[dict], dict[str, Any]]:
-    """One (model, condition) of a cell-by-cell track, through the track's own runner (seeds vmapped there;
-    the chunk runs on the default device and is not checkpointed: a killed chunk reruns)."""
+    """A vision or audio (model, condition), or an RFE setting, through the track's own runner (seeds vmapped
+    there; the chunk runs on the default device and is not checkpointed: a killed chunk reruns)."""
     start = time.perf_counter()
     if chunk.track == "vision":
         rows = _track_module("vision").run_cell(chunk.setting, chunk.setting.models[0], chunk.setting.conditions[0])

@@ -282,17 +282,19 @@ def test_bad_arguments_raise(getkey):
         train.fit_grid(FN.apply, grid, x, y, jax.random.split(key, 2), data_axis=None, learning_rate=jnp.ones(3))
 
 
-def test_progress_reaches_the_host_once_per_tick_not_per_member(getkey):
-    from chaosjax import train as tr
-    from chaosjax.models import mlp as make_mlp
+def _tiny_grid(getkey, g=4):
+    """A grid of `g` one-layer MLPs on 16 x 3 tables: (model, params, x, y)."""
+    model = mlp(3, depth=1, width=4)
+    params = jax.vmap(model.init)(jax.random.split(getkey(), g))
+    x = jax.random.normal(getkey(), (g, 16, 3))
+    return model, params, x, jnp.sum(x, axis=-1)
 
-    model = make_mlp(3, depth=1, width=4)
-    params = jax.vmap(model.init)(jax.random.split(getkey(), 4))
-    x = jax.random.normal(getkey(), (4, 16, 3))
-    y = jnp.sum(x, axis=-1)
+
+def test_progress_reaches_the_host_once_per_tick_not_per_member(getkey):
+    model, params, x, y = _tiny_grid(getkey)
     seen = []
-    with tr.progress_to(lambda epoch, epochs: seen.append((epoch, epochs))):
-        jax.block_until_ready(tr.fit_grid(model.apply, params, x, y, jax.random.split(getkey(), 4), epochs=100))
+    with train.progress_to(lambda epoch, epochs: seen.append((epoch, epochs))):
+        jax.block_until_ready(train.fit_grid(model.apply, params, x, y, jax.random.split(getkey(), 4), epochs=100))
     assert seen == [(e, 100) for e in range(2, 101, 2)]
 
 
@@ -318,10 +320,7 @@ def test_grouped_grid_equals_the_vmapped_grid(getkey, group):
 
 
 def test_grouped_grid_compiles_once_reports_progress_across_groups_and_checks_group(getkey):
-    model = mlp(3, depth=1, width=4)
-    params = jax.vmap(model.init)(jax.random.split(getkey(), 4))
-    x = jax.random.normal(getkey(), (4, 16, 3))
-    y = jnp.sum(x, axis=-1)
+    model, params, x, y = _tiny_grid(getkey)
     seen = []
     before = train._TRACES["fit_grid"]
     with train.progress_to(lambda done, total: seen.append((done, total))):
