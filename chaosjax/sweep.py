@@ -27,19 +27,25 @@ A sweep is described by a TOML file (or the equivalent dict):
     noise_features = [50, 150]
 
 The grid is tracks x formulas (conditions x models) x seeds x settings (the product of the list-valued
-axes); `results.csv` has the union of the tracks' columns. Symbolic cells are cut into chunks of cells
-that share a setting; each chunk is one `jit(vmap(...))` program whose cell axis is sharded across every
-local device (`Mesh` + `NamedSharding`; a chunk is padded to a multiple of the device count and the
-padding dropped from the results). A vision or audio chunk is one (model, condition) of one setting, all
-its seeds trained side by side by the track's own runner on the default device; an RFE chunk is one
-setting (its eliminations are one program). Neither is checkpointed: killed, it reruns whole. JAX's own
-engine does the scheduling; `workers` > 1 keeps several chunks in flight, so that one chunk's compilation
-(a new setting's programs) overlaps another's device work, with rows still written in plan order.
+axes); `results.csv` has the union of the tracks' columns. Every chunk's grid axis is split across every
+local device (`chaosjax._placement.GridPlacement`: a `Mesh` and a `NamedSharding` on the leading axis;
+padded to a multiple of the device count with copies of the last member, whose rows are dropped):
+
+* symbolic: cells of one setting, cut into chunks of `chunk_size`; a chunk is one `jit(vmap(...))`
+  program over its cells;
+* vision and audio: one (model, condition) of a setting, its seeds trained side by side
+  (`train_cell`) and then attributed (`attribute_cell`) by the track's own functions;
+* RFE: one setting, its eliminations (datasets x seeds x methods x schedules) one program.
+
+JAX's own engine does the scheduling; `workers` > 1 keeps several chunks in flight, so that one chunk's
+compilation (a new setting's programs) overlaps another's device work, with rows still written in plan
+order.
 
 Resume without loss: after each chunk its rows are appended to `DIR/results.csv` (flushed and
 fsynced), then the chunk is recorded in `DIR/progress.jsonl` with the byte size of the results
-file at that point. A symbolic chunk's trained params go to `DIR/checkpoints/<chunk>` (orbax) before
-attribution. A
+file at that point. A symbolic, vision or audio chunk's trained params (its real cells or seeds, so
+that any device count restores them) go to `DIR/checkpoints/<chunk>` (orbax) before attribution; an
+RFE chunk, whose every round retrains and ranks, is not checkpointed and reruns whole if killed. A
 rerun on the same `DIR` skips recorded chunks, drops any tail of the results file that no chunk
 recorded (rows of a chunk that was killed while writing), restores trained-but-unattributed chunks
 from their checkpoints, and runs the rest. A `DIR` made by a different config is refused unless
@@ -73,8 +79,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from chaosjax._placement import GridPlacement
 from chaosjax.tracks import symbolic as sym
 
 TRACKS = ("symbolic", "vision", "audio", "rfe")
@@ -323,29 +329,6 @@ def _plan_cells(track: str, table: dict[str, Any]) -> tuple[dict[str, Any], list
 # ------------------------------------------------------------------------------------------- devices
 
 
-def _mesh():
-    from jax.sharding import Mesh
-
-    return Mesh(np.array(jax.local_devices()), ("grid",))
-
-
-def _placer(mesh):
-    """Puts stacked arrays on the mesh, split along their leading (cell) axis."""
-    from jax.sharding import NamedSharding, PartitionSpec
-
-    sharding = NamedSharding(mesh, PartitionSpec("grid"))
-
-    def place(tree):
-        return jax.tree.map(lambda a: jax.device_put(a, sharding), tree)
-
-    return place
-
-
-def _padded(cells: tuple[sym.Cell, ...], multiple: int) -> list[sym.Cell]:
-    extra = (-len(cells)) % multiple
-    return list(cells) + [cells[-1]] * extra  # duplicates of a real cell: computed, then dropped
-
-
 def _distributed() -> tuple[int, int]:
     """(process index, count), initialising jax.distributed when its environment is present."""
     if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("CHAOSJAX_DISTRIBUTED") == "1":
@@ -378,14 +361,7 @@ class _Store:
 
     def done(self) -> dict[str, dict]:
         """Recorded chunks; also cuts the results file back to the last recorded size."""
-        entries: dict[str, dict] = {}
-        if self.progress.exists():
-            for line in self.progress.read_text().splitlines():
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line torn by a kill: its chunk reruns
-                entries[entry["chunk"]] = entry
+        entries = _read_progress(self.progress)
         size = max((e["offset"] for e in entries.values()), default=0)
         if self.results.exists() and self.results.stat().st_size > size:
             with open(self.results, "r+b") as fh:
@@ -411,16 +387,18 @@ class _Store:
     def checkpoint_path(self, chunk_id: str) -> Path:
         return self.checkpoints / chunk_id
 
-    def save_params(self, chunk_id: str, trained: sym.Trained) -> None:
+    def save_trained(self, chunk_id: str, tree: Any, seconds: float) -> None:
+        """Saves a chunk's trained arrays (its real cells only, so that any device count can restore them) and
+        its training time."""
         target = self.checkpoint_path(chunk_id)
         if target.exists():
             shutil.rmtree(target)  # an unfinished save of a killed run
-        checkpointer = _checkpointer()
         # Host copies: each process saves its own chunks alone (device arrays of one host are not global).
-        checkpointer.save(target.resolve(), jax.device_get({"params": trained.params, "losses": trained.losses}))
-        (target / "chaosjax_seconds.json").write_text(json.dumps({"train_seconds": trained.seconds}))
+        _checkpointer().save(target.resolve(), jax.device_get(tree))
+        (target / "chaosjax_seconds.json").write_text(json.dumps({"train_seconds": seconds}))
 
-    def restore_params(self, chunk_id: str, template: Any) -> sym.Trained | None:
+    def restore_trained(self, chunk_id: str, template: Any) -> tuple[Any, float] | None:
+        """(arrays shaped like `template`, training seconds), or None when the chunk has no finished checkpoint."""
         import orbax.checkpoint as ocp
 
         target = self.checkpoint_path(chunk_id)
@@ -429,24 +407,118 @@ class _Store:
             return None
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
         restored = _checkpointer().restore(target.resolve(), abstract)
-        return sym.Trained(restored["params"], restored["losses"], json.loads(meta.read_text())["train_seconds"])
+        return restored, json.loads(meta.read_text())["train_seconds"]
 
 
-def _compute_cells(chunk: Chunk) -> tuple[list[dict], dict[str, Any]]:
-    """A vision or audio (model, condition), or an RFE setting, through the track's own runner (seeds vmapped
-    there; the chunk runs on the default device and is not checkpointed: a killed chunk reruns)."""
+def _leading(tree: Any, rows: int) -> Any:
+    """The first `rows` entries of every leaf's leading axis, or the last entry repeated up to `rows` (the padding
+    a device count asks for: copies of the last real cell or seed)."""
+    def fit(a):
+        if a.shape[0] >= rows:
+            return a[:rows]
+        return jnp.concatenate([a, jnp.repeat(a[-1:], rows - a.shape[0], axis=0)])
+
+    return jax.tree.map(fit, tree)
+
+
+def _cached_training(store: _Store, lock: threading.Lock, chunk_id: str, template: Any, train, real: int,
+                     padded: int) -> tuple[Any, float, bool]:
+    """A chunk's trained arrays for `padded` cells: restored from its checkpoint, or `train()`ed (a tree and its
+    seconds) and checkpointed (the first `real` cells) before anything else happens to them."""
+    with lock:
+        restored = store.restore_trained(chunk_id, template)
+    if restored is not None:
+        tree, seconds = restored
+        return _leading(tree, padded), seconds, True
+    tree, seconds = train()
+    with lock:
+        store.save_trained(chunk_id, _leading(tree, real), seconds)
+    return tree, seconds, False
+
+
+def _read_progress(log: Path) -> dict[str, dict]:
+    """The chunks a progress log records, by id."""
+    entries: dict[str, dict] = {}
+    if log.exists():
+        for line in log.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line torn by a kill: its chunk reruns
+            entries[entry["chunk"]] = entry
+    return entries
+
+
+def _chunk_records(path: Path) -> dict[str, dict]:
+    """Every recorded chunk of the sweep in `path`, from every host's progress log."""
+    return {k: v for log in sorted(path.glob("progress*.jsonl")) for k, v in _read_progress(log).items()}
+
+
+def _compute_symbolic(chunk: Chunk, store: _Store, lock: threading.Lock, place: GridPlacement):
+    """Trains (or restores) and attributes a symbolic chunk, its cells padded to the device count."""
+    cells = place.pad(chunk.cells)
+    real = len(chunk.cells)
+    t0 = time.perf_counter()
+    grid = sym.build_grid(chunk.setting, cells)
+    model = sym.model_of(chunk.setting)
+    template = {"params": jax.vmap(model.init)(jnp.stack([sym._stream(c, 1) for c in chunk.cells])),
+                "losses": jnp.zeros((real, chunk.setting.epochs), jnp.float32)}
+
+    def train():
+        trained = sym.train_grid(chunk.setting, grid, place=place)
+        return {"params": trained.params, "losses": trained.losses}, trained.seconds
+
+    tree, seconds, restored = _cached_training(store, lock, chunk.id, template, train, real, len(cells))
+    trained = sym.Trained(tree["params"], tree["losses"], seconds)
+    t1 = time.perf_counter()
+    rows = sym.attribute_grid(chunk.setting, grid, trained, place=place)
+    rows = [r for i, r in enumerate(rows) if i % len(cells) < real]
+    return rows, {"train": t1 - t0, "attribute": time.perf_counter() - t1, "restored": restored}
+
+
+def _compute_cells(chunk: Chunk, store: _Store, lock: threading.Lock, place: GridPlacement):
+    """A vision or audio (model, condition), or an RFE setting, through the track's own functions, the seeds (RFE:
+    its eliminations) split across the local devices. A vision or audio chunk's trained seeds are checkpointed
+    before attribution; an RFE chunk (every round retrains and ranks) reruns whole if killed."""
     start = time.perf_counter()
-    if chunk.track == "vision":
-        rows = _track_module("vision").run_cell(chunk.setting, chunk.setting.models[0], chunk.setting.conditions[0])
+    setting = chunk.setting
+    module = _track_module(chunk.track)
+    if chunk.track == "rfe":
+        rows = module.run(setting, progress=False, place=place).to_dict("records")
+        seconds = {"train_and_attribute": time.perf_counter() - start, "restored": False}
     else:
-        rows = _track_module(chunk.track).run(chunk.setting, progress=False).to_dict("records")
-    wall = time.perf_counter() - start
+        model, condition = setting.models[0], setting.conditions[0]
+        real = len(setting.seeds)
+        # Seeds padded to the device count with copies of the last (a config no user could pass: seeds repeat).
+        padded = dataclasses.replace(setting, seeds=tuple(place.pad(setting.seeds)))
+        if chunk.track == "vision":
+            data = module._datasets(padded, condition)
+            variables = module.init_cell(setting, model, condition)
+        else:
+            data = module.cell_data(padded, condition)
+            variables = module.init_cell(setting, model)
+        template = {"variables": variables, "losses": jnp.zeros((real, setting.steps), jnp.float32)}
+
+        def train():
+            if chunk.track == "vision":
+                trained = module.train_cell(padded, model, condition, data=data, place=place)
+            else:
+                trained = module.train_cell(padded, model, condition, data, place=place)
+            return {"variables": trained.variables, "losses": trained.losses}, trained.seconds
+
+        tree, train_seconds, restored = _cached_training(store, lock, chunk.id, template, train, real,
+                                                         len(padded.seeds))
+        trained = module.Trained(tree["variables"], tree["losses"], train_seconds)
+        t1 = time.perf_counter()
+        if chunk.track == "vision":
+            rows = module.attribute_cell(padded, model, condition, trained, data=data, place=place)
+        else:
+            rows, _ = module.attribute_cell(padded, model, condition, data, trained, place=place)
+        rows = [r for i, r in enumerate(rows) if i % len(padded.seeds) < real]  # method-major: padding dropped
+        seconds = {"train": t1 - start, "attribute": time.perf_counter() - t1, "restored": restored}
     for row in rows:
-        row.update({axis: getattr(chunk.setting, axis) for axis in chunk.axes})
-    if chunk.track == "rfe":  # every round retrains and ranks: the two are not apart
-        return rows, {"train_and_attribute": wall, "restored": False}
-    train = sum(r.get("train_seconds", 0.0) for r in rows[:len(chunk.setting.seeds)])
-    return rows, {"train": train, "attribute": wall - train, "restored": False}
+        row.update({axis: getattr(setting, axis) for axis in chunk.axes})
+    return rows, seconds
 
 
 def _checkpointer():
@@ -522,34 +594,16 @@ def run(description: Mapping[str, Any], out: str | os.PathLike, *, force_new: bo
     done = store.done()
     mine = [c for i, c in enumerate(sweep_plan.chunks) if i % hosts == host]
     todo = [c for c in mine if c.id not in done]
-    mesh = _mesh()
-    place = _placer(mesh)
-    devices = mesh.devices.size
+    place = GridPlacement()
+    devices = place.devices
     started = time.time()
     checkpoint_lock = threading.Lock()
 
     def compute(chunk: Chunk):
         """Trains (or restores) and attributes one chunk; returns its real cells' rows and timings."""
-        if chunk.track != "symbolic":
-            return _compute_cells(chunk)
-        cells = _padded(chunk.cells, devices)
-        t0 = time.perf_counter()
-        grid = sym.build_grid(chunk.setting, cells)
-        model = sym.model_of(chunk.setting)
-        template = {"params": jax.vmap(model.init)(jnp.stack([sym._stream(c, 1) for c in cells])),
-                    "losses": jnp.zeros((len(cells), chunk.setting.epochs), jnp.float32)}
-        with checkpoint_lock:
-            trained = store.restore_params(chunk.id, template)
-        restored = trained is not None
-        if trained is None:
-            trained = sym.train_grid(chunk.setting, grid, place=place)
-            with checkpoint_lock:
-                store.save_params(chunk.id, trained)
-        t1 = time.perf_counter()
-        rows = sym.attribute_grid(chunk.setting, grid, trained, place=place)
-        real = len(chunk.cells)
-        rows = [r for i, r in enumerate(rows) if i % len(cells) < real]
-        return rows, {"train": t1 - t0, "attribute": time.perf_counter() - t1, "restored": restored}
+        if chunk.track == "symbolic":
+            return _compute_symbolic(chunk, store, checkpoint_lock, place)
+        return _compute_cells(chunk, store, checkpoint_lock, place)
 
     bar = tqdm(total=sum(c.size for c in mine), initial=sum(c.size for c in mine if c.id in done),
                disable=not progress, unit="cell", dynamic_ncols=True)
@@ -589,7 +643,7 @@ def run(description: Mapping[str, Any], out: str | os.PathLike, *, force_new: bo
     mine_only = store.results if hosts > 1 and host != 0 else path / "results.csv"  # host 0 merges
     frame = pd.read_csv(mine_only) if mine_only.exists() and mine_only.stat().st_size else pd.DataFrame()
     if host == 0:
-        entries = _Store(path, 0, 1).done() if hosts == 1 else {}
+        entries = _chunk_records(path)
         meta = {
             "schema_version": sym.SCHEMA_VERSION,
             "track": "+".join(sweep_plan.tracks),

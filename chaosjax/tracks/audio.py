@@ -11,6 +11,11 @@ localisation score; chance ``1 / channels``), and ``channel_hit``, the top-1 cha
 Feature ablation uses one group per channel (baseline 0); GradientSHAP draws its baselines from 16 training
 clips; SmoothGrad adds noise of ``0.15 x`` each clip's value range.
 
+Random streams (model init, training batches, validation clips, attribution noise) follow the model's and the
+condition's global indices (``models.MODELS``, ``CONDITIONS``), so a (model, condition) cell gives the same
+result whichever other cells run with it (``chaosjax.sweep`` runs one at a time: ``train_cell`` then
+``attribute_cell``).
+
 Outputs in ``out``: ``results.csv`` (one row per condition x model x method x seed), ``config.json``,
 ``examples.npz`` (``chaosjax.report``'s gallery contract: one validation clip per condition, channels last,
 with every method's attribution by the first model, seed 0), ``figures/audio_clips.png`` (waveform per
@@ -25,7 +30,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -200,6 +205,118 @@ def _datasets(config: AudioConfig, spec: data.AudioSpec, condition: str | None):
                  for split, n in zip(("train", "val"), speakers))
 
 
+class Trained(NamedTuple):
+    """One (model, condition)'s trained seeds: ``variables`` and ``losses`` ``(seeds, steps)`` with a leading seed
+    axis, and the training's wall time in seconds."""
+
+    variables: Any
+    losses: jax.Array
+    seconds: float
+
+
+class CellData(NamedTuple):
+    """What a (model, condition) trains and is scored on: the train generator, the condition's code, the
+    validation clips (``clips``: the first ``n_attr`` attributed; ``channel``: their word channels) and GradientSHAP's
+    16 reference clips."""
+
+    train: Any
+    code: jax.Array
+    val: Any  # data.Batch of n_val clips
+    clips: jax.Array
+    channel: jax.Array
+    refs: jax.Array
+
+
+def _no_placement(tree):
+    return tree
+
+
+def cell_data(config: AudioConfig, condition: str, *, datasets=None) -> CellData:
+    """The data of one condition. Its random streams use the condition's global index, so a cell does not depend
+    on the other conditions of the run. ``datasets``: the (train, val) generators, if already built."""
+    spec = config.spec()
+    train, val = datasets if datasets is not None else _datasets(config, spec, condition)
+    ci = data.CONDITIONS.index(condition)
+    code = jnp.int32(ci)
+    n_val = min(config.n_val, val.size) if val.size else config.n_val
+    vs = _val_clips(val, jax.random.fold_in(jax.random.key(10_007), ci), code, n=n_val)
+    n_attr = min(config.n_attr, n_val)
+    refs = _val_clips(train, jax.random.key(99), code, n=16).clip
+    return CellData(train, code, vs, vs.clip[:n_attr], vs.channel[:n_attr], refs)
+
+
+def _model(config: AudioConfig, name: str):
+    return models.MODELS[name](config.spec().channels, len(WORDS))
+
+
+def init_cell(config: AudioConfig, model_name: str) -> Any:
+    """The untrained variables of every seed (leading seed axis): what `train_cell` starts from, and the shapes a
+    checkpoint restores into."""
+    mi = list(models.MODELS).index(model_name)
+    keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 1_000 + mi) for s in config.seeds])
+    return jax.vmap(_model(config, model_name).init)(keys)
+
+
+def train_cell(config: AudioConfig, model_name: str, condition: str, cell: CellData, *, place=None) -> Trained:
+    """Trains the seeds of one (model, condition) side by side (``classify.fit_seeds``). ``place(tree)`` may put
+    the seed-stacked inputs on devices, e.g. split along the seed axis across a mesh."""
+    place = place or _no_placement
+    mi, ci = list(models.MODELS).index(model_name), data.CONDITIONS.index(condition)
+    data_keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 2_000 + 10 * mi + ci) for s in config.seeds])
+    variables, data_keys = place((init_cell(config, model_name), data_keys))
+    start = time.perf_counter()
+    result = classify.fit_seeds(
+        _model(config, model_name), variables, _batch_fn(config.batch_size), data_keys,
+        steps=config.steps, learning_rate=config.learning_rate, weight_decay=config.weight_decay,
+        warmup_steps=config.steps // 20 if config.warmup_steps is None else config.warmup_steps,
+        data=(cell.train, cell.code),
+    )
+    jax.block_until_ready(result)
+    return Trained(result.variables, result.losses, time.perf_counter() - start)
+
+
+def attribute_cell(config: AudioConfig, model_name: str, condition: str, cell: CellData, trained: Trained, *,
+                   place=None, on_method=None) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """Every method on the attributed clips for the trained seeds of one (model, condition): one row per
+    method x seed, and each method's attribution of the first clip by the first seed (channels last).
+    ``on_method(name)`` is called before each method (progress)."""
+    place = place or _no_placement
+    spec = config.spec()
+    model = _model(config, model_name)
+    ci = data.CONDITIONS.index(condition)
+    seeds = list(config.seeds)
+    accs = [classify.evaluate(model, jax.tree.map(lambda a, i=i: a[i], trained.variables), cell.val.clip,
+                              cell.val.label) for i in range(len(seeds))]
+    keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 3_000 + ci) for s in seeds])
+    variables, keys = place((trained.variables, keys))
+    rows: list[dict[str, Any]] = []
+    first: dict[str, np.ndarray] = {}
+    for method in config.method_names():
+        if on_method is not None:
+            on_method(method)
+        start = time.perf_counter()
+        attr = _attribute(model, variables, cell.clips, keys, cell.refs, method=method,
+                          options=_method_options(config, method))
+        jax.block_until_ready(attr)
+        seconds = time.perf_counter() - start
+        mass = np.asarray(jax.vmap(lambda a: metrics.channel_mass(a, cell.channel))(attr))
+        hit = np.asarray(jax.vmap(lambda a: metrics.channel_hit(a, cell.channel))(attr))
+        for si, seed in enumerate(seeds):
+            rows.append({
+                "track": "audio", "condition": condition, "model": model_name, "method": method, "seed": seed,
+                "accuracy": float(accs[si].top1), "channel_mass": float(mass[si]),
+                "channel_hit": float(hit[si]), "seconds": seconds / len(seeds),
+                "top5": float(accs[si].top5), "chance": 1.0 / spec.channels, "preset": config.preset,
+                "source": config.source, "sample_rate": spec.sample_rate, "channels": spec.channels,
+                "steps": config.steps, "batch_size": config.batch_size, "lr": config.learning_rate,
+                "n_val": int(cell.val.clip.shape[0]), "n_attr": int(cell.clips.shape[0]), "ig_steps": config.ig_steps,
+                "background_gain": spec.background_gain, "final_loss": float(trained.losses[si, -1]),
+                "train_seconds": trained.seconds / len(seeds),
+            })
+        first[method] = np.asarray(attr[0, 0]).T
+    return rows, first
+
+
 def run(config: AudioConfig, *, out: str | os.PathLike | None = None, overwrite: bool = False,
         progress: bool = True):
     """Runs the audio track and returns the results as a pandas DataFrame (module docstring).
@@ -221,62 +338,26 @@ def run(config: AudioConfig, *, out: str | os.PathLike | None = None, overwrite:
     shared = None if composed else _datasets(config, spec, None)
     bar.set_description("data")
     bar.update(1)
-    seeds = list(config.seeds)
     try:
-        for ci, condition in enumerate(config.conditions):
-            train, val = _datasets(config, spec, condition) if composed else shared
-            code = jnp.int32(data.CONDITIONS.index(condition))
-            vkey = jax.random.fold_in(jax.random.key(10_007), ci)
-            n_val = min(config.n_val, val.size) if val.size else config.n_val
-            vs = _val_clips(val, vkey, code, n=n_val)
-            n_attr = min(config.n_attr, n_val)
-            x_attr, ch_attr = vs.clip[:n_attr], vs.channel[:n_attr]
-            refs = _val_clips(train, jax.random.key(99), code, n=16).clip
+        for condition in config.conditions:
+            cell = cell_data(config, condition, datasets=None if composed else shared)
             for mi, name in enumerate(config.models):
                 bar.set_description(f"{condition} {name}: train")
-                model = models.MODELS[name](spec.channels, len(WORDS))
-                init_keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 1_000 + mi) for s in seeds])
-                data_keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 2_000 + 10 * mi + ci) for s in seeds])
-                start = time.perf_counter()
-                result = classify.fit_seeds(
-                    model, jax.vmap(model.init)(init_keys), _batch_fn(config.batch_size), data_keys,
-                    steps=config.steps, learning_rate=config.learning_rate, weight_decay=config.weight_decay,
-                    warmup_steps=config.steps // 20 if config.warmup_steps is None else config.warmup_steps,
-                    data=(train, code),
-                )
-                jax.block_until_ready(result)
-                train_seconds = time.perf_counter() - start
-                trained = result.variables
-                accs = [classify.evaluate(model, jax.tree.map(lambda a, i=i: a[i], trained), vs.clip, vs.label)
-                        for i in range(len(seeds))]
+                trained = train_cell(config, name, condition, cell)
                 bar.update(1)
-                for method in methods:
+
+                def on_method(method, condition=condition, name=name):
                     bar.set_description(f"{condition} {name}: {method}")
-                    keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 3_000 + ci) for s in seeds])
-                    start = time.perf_counter()
-                    attr = _attribute(model, trained, x_attr, keys, refs, method=method,
-                                      options=_method_options(config, method))
-                    jax.block_until_ready(attr)
-                    seconds = time.perf_counter() - start
-                    mass = np.asarray(jax.vmap(lambda a: metrics.channel_mass(a, ch_attr))(attr))
-                    hit = np.asarray(jax.vmap(lambda a: metrics.channel_hit(a, ch_attr))(attr))
-                    for si, seed in enumerate(seeds):
-                        rows.append({
-                            "track": "audio", "condition": condition, "model": name, "method": method, "seed": seed,
-                            "accuracy": float(accs[si].top1), "channel_mass": float(mass[si]),
-                            "channel_hit": float(hit[si]), "seconds": seconds / len(seeds),
-                            "top5": float(accs[si].top5), "chance": 1.0 / spec.channels, "preset": config.preset,
-                            "source": config.source, "sample_rate": spec.sample_rate, "channels": spec.channels,
-                            "steps": config.steps, "batch_size": config.batch_size, "lr": config.learning_rate,
-                            "n_val": n_val, "n_attr": n_attr, "ig_steps": config.ig_steps,
-                            "background_gain": spec.background_gain, "final_loss": float(result.losses[si, -1]), "train_seconds": train_seconds / len(seeds),
-                        })
-                    if mi == 0:
-                        examples[f"attr_{method}"].append(np.asarray(attr[0, 0]).T)
                     bar.update(1)
-            examples["inputs"].append(np.asarray(x_attr[0]).T)
-            examples["channels"].append(int(ch_attr[0]))
-            examples["titles"].append(f"{condition} / {config.models[0]} / '{WORDS[int(vs.label[0])]}'")
+
+                cell_rows, first = attribute_cell(config, name, condition, cell, trained, on_method=on_method)
+                rows.extend(cell_rows)
+                if mi == 0:
+                    for method, attr in first.items():
+                        examples[f"attr_{method}"].append(attr)
+            examples["inputs"].append(np.asarray(cell.clips[0]).T)
+            examples["channels"].append(int(cell.channel[0]))
+            examples["titles"].append(f"{condition} / {config.models[0]} / '{WORDS[int(cell.val.label[0])]}'")
     finally:
         bar.close()
     frame = pd.DataFrame(rows, columns=list(COLUMNS))

@@ -221,8 +221,12 @@ def _stack(problems: list[rfe.Problem]) -> rfe.Problem:
 # ------------------------------------------------------------------------------------------------ a run
 
 
-def run(config: RFEConfig, *, out=None, overwrite: bool = False, progress: bool = True):
-    """Runs the benchmark and returns one row per dataset x seed x method/baseline x schedule x round."""
+def run(config: RFEConfig, *, out=None, overwrite: bool = False, progress: bool = True, place=None):
+    """Runs the benchmark and returns one row per dataset x seed x method/baseline x schedule x round.
+
+    ``place``: a ``GridPlacement`` (``chaosjax.sweep`` passes one) to split the neural eliminations across its
+    devices, padded to the device count; by default they run on JAX's default device.
+    """
     import pandas as pd
     from tqdm.auto import tqdm
 
@@ -284,12 +288,18 @@ def run(config: RFEConfig, *, out=None, overwrite: bool = False, progress: bool 
             bar.set_description(f"eliminate: {len(datasets) * len(config.methods) * len(schedules)} runs")
             members = [(seed, d, mi, s) for seed, d in datasets for mi in range(len(config.methods))
                        for s in schedules]
-            counts = rfe.pad_counts([counts_of[(seed, d.formula, str(s))] for seed, d, _, s in members])
-            problems = _stack([d.problem for _, d, _, _ in members])
+            # Padded to the device count with copies of the last member, whose records are never read.
+            grid = place.pad(members) if place is not None else members
+            counts = jnp.asarray(rfe.pad_counts([counts_of[(seed, d.formula, str(s))] for seed, d, _, s in grid]),
+                                 jnp.int32)
+            problems = _stack([d.problem for _, d, _, _ in grid])
             keys = jnp.stack([jax.random.fold_in(jax.random.key(seed), 50_000 + i)
-                              for i, (seed, *_) in enumerate(members)])
+                              for i, (seed, *_) in enumerate(grid)])
+            method_ids = jnp.asarray([mi for _, _, mi, _ in grid], jnp.int32)
+            if place is not None:
+                problems, counts, method_ids, keys = place((problems, counts, method_ids, keys))
             start = time.perf_counter()
-            records = rfe.eliminate(problems, counts, [mi for _, _, mi, _ in members], keys, model=model,
+            records = rfe.eliminate(problems, counts, method_ids, keys, model=model,
                                     methods=config.methods, task=task, epochs=config.epochs,
                                     learning_rate=config.learning_rate, optimizer=config.optimizer,
                                     early_stop=config.early_stop, method_options=options)

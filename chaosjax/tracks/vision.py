@@ -22,7 +22,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -220,48 +220,87 @@ def _datasets(config: VisionConfig, condition: str):
     return train, val
 
 
-def run_cell(config: VisionConfig, model_name: str, condition: str, *, train_bar=None, attr_bar=None,
-             data=None, examples: dict[str, list] | None = None) -> list[dict[str, Any]]:
-    """Trains ``len(seeds)`` models of one (model, condition) and scores every method on the validation set.
+class Trained(NamedTuple):
+    """One (model, condition)'s trained seeds: ``variables`` and ``losses`` ``(seeds, steps)`` with a leading seed
+    axis, and the training's wall time in seconds."""
 
-    With ``examples`` (a dict of lists, ``chaosjax.report``'s gallery keys), appends the first validation canvas,
-    its box, a title and the first seed's map of every method.
-    """
-    spec = config.spec
-    model = config.model(model_name)
-    code = jnp.int32(V.CONDITIONS.index(condition))
-    train, val = data if data is not None else _datasets(config, condition)
-    seeds = list(config.seeds)
+    variables: Any
+    losses: jax.Array
+    seconds: float
+
+
+def _keys(config: VisionConfig, condition: str) -> dict[str, Any]:
+    """Every random stream of one (model, condition): per seed (init, run, attribution) and the data's, which
+    depend on the first seed only (so seeds differ in the model alone) and on the condition's global index (so a
+    cell does not depend on the other conditions of the run)."""
     cond_id = V.CONDITIONS.index(condition)
-    root = [jax.random.fold_in(jax.random.key(s), cond_id) for s in seeds]
-    init_keys = jnp.stack([jax.random.fold_in(r, 1) for r in root])
-    run_keys = jnp.stack([jax.random.fold_in(r, 2) for r in root])
-    attr_keys = jnp.stack([jax.random.fold_in(r, 3) for r in root])
-    # The training set and the validation set depend on the first seed only, so seeds differ in the model alone.
-    train_key = jax.random.fold_in(root[0], 10)
-    val_key = jax.random.fold_in(root[0], 11)
+    root = [jax.random.fold_in(jax.random.key(s), cond_id) for s in config.seeds]
+    return {"init": jnp.stack([jax.random.fold_in(r, 1) for r in root]),
+            "run": jnp.stack([jax.random.fold_in(r, 2) for r in root]),
+            "attr": jnp.stack([jax.random.fold_in(r, 3) for r in root]),
+            "train": jax.random.fold_in(root[0], 10), "val": jax.random.fold_in(root[0], 11)}
 
-    variables = jax.vmap(model.init)(init_keys)
+
+def _no_placement(tree):
+    return tree
+
+
+def init_cell(config: VisionConfig, model_name: str, condition: str) -> Any:
+    """The untrained variables of every seed (leading seed axis): what `train_cell` starts from, and the shapes a
+    checkpoint restores into."""
+    return jax.vmap(config.model(model_name).init)(_keys(config, condition)["init"])
+
+
+def train_cell(config: VisionConfig, model_name: str, condition: str, *, data=None, place=None,
+               train_bar=None) -> Trained:
+    """Trains ``len(seeds)`` models of one (model, condition) side by side (``classify.fit_seeds``).
+
+    ``place(tree)`` may put the seed-stacked inputs on devices, e.g. split along the seed axis across a mesh;
+    the computation follows their placement. ``data``: the (train, val) datasets, if already built.
+    """
+    place = place or _no_placement
+    model = config.model(model_name)
+    train, _ = data if data is not None else _datasets(config, condition)
+    keys = _keys(config, condition)
+    variables, run_keys = place((init_cell(config, model_name, condition), keys["run"]))
     start = time.perf_counter()
     result = classify.fit_seeds(
         model, variables, _batch_fn(config.train_size, config.batch_size), run_keys, steps=config.steps,
         learning_rate=config.learning_rate, weight_decay=config.weight_decay,
         warmup_steps=config.steps // 20 if config.warmup_steps is None else config.warmup_steps,
-        data=(train, code, train_key), loop=config.loop, progress=train_bar,
+        data=(train, jnp.int32(V.CONDITIONS.index(condition)), keys["train"]), loop=config.loop,
+        progress=train_bar,
     )
     jax.block_until_ready(result)
-    train_seconds = time.perf_counter() - start
+    return Trained(result.variables, result.losses, time.perf_counter() - start)
 
-    vs = val.batch(val_key, jnp.arange(config.val_size), code)
-    acc = [classify.evaluate(model, jax.tree.map(lambda a, i=i: a[i], result.variables), vs.image, vs.label)
+
+def attribute_cell(config: VisionConfig, model_name: str, condition: str, trained: Trained, *, data=None,
+                   place=None, attr_bar=None, examples: dict[str, list] | None = None) -> list[dict[str, Any]]:
+    """Scores every method on the validation set for the trained seeds of one (model, condition); one row per
+    method x seed.
+
+    With ``examples`` (a dict of lists, ``chaosjax.report``'s gallery keys), appends the first validation canvas,
+    its box, a title and the first seed's map of every method.
+    """
+    place = place or _no_placement
+    spec = config.spec
+    model = config.model(model_name)
+    code = jnp.int32(V.CONDITIONS.index(condition))
+    train, val = data if data is not None else _datasets(config, condition)
+    seeds = list(config.seeds)
+    keys = _keys(config, condition)
+    vs = val.batch(keys["val"], jnp.arange(config.val_size), code)
+    acc = [classify.evaluate(model, jax.tree.map(lambda a, i=i: a[i], trained.variables), vs.image, vs.label)
            for i in range(len(seeds))]
-    shap_refs = train.batch(jax.random.fold_in(train_key, 99), jnp.arange(16), code).image
+    shap_refs = train.batch(jax.random.fold_in(keys["train"], 99), jnp.arange(16), code).image
     sigma = metrics.DEFAULT_SIGMA * spec.canvas / 224
+    variables, attr_keys = place((trained.variables, keys["attr"]))
     rows = []
     for method in config.method_names():
         options = tuple(sorted(_method_options(config, method).items()))
         start = time.perf_counter()
-        maps, _ = _attribute(model, result.variables, vs.image, shap_refs, attr_keys, method=method,
+        maps, _ = _attribute(model, variables, vs.image, shap_refs, attr_keys, method=method,
                              options=options, spec=spec, chunk=min(config.attribution_chunk, config.val_size))
         jax.block_until_ready(maps)
         seconds = time.perf_counter() - start
@@ -276,7 +315,8 @@ def run_cell(config: VisionConfig, model_name: str, condition: str, *, train_bar
                 "background": config.background, "train_size": config.train_size, "val_size": config.val_size,
                 "epochs": config.epochs, "accuracy": float(acc[i].top1), "top5": float(acc[i].top5),
                 "iou": float(iou[i]), "iou_corrected": float(iou_c[i]), "mass_in_box": float(mass[i]),
-                "pointing": float(point[i]), "seconds": seconds / len(seeds), "train_seconds": train_seconds / len(seeds),
+                "pointing": float(point[i]), "seconds": seconds / len(seeds),
+                "train_seconds": trained.seconds / len(seeds),
             })
         if attr_bar is not None:
             attr_bar(1)
@@ -286,6 +326,16 @@ def run_cell(config: VisionConfig, model_name: str, condition: str, *, train_bar
         examples.setdefault("titles", []).append(
             f"{condition} / {model_name} / label {int(vs.label[0])} (acc {float(acc[0].top1):.2f})")
     return rows
+
+
+def run_cell(config: VisionConfig, model_name: str, condition: str, *, train_bar=None, attr_bar=None,
+             data=None, examples: dict[str, list] | None = None, place=None) -> list[dict[str, Any]]:
+    """Trains ``len(seeds)`` models of one (model, condition) and scores every method on the validation set
+    (`train_cell`, then `attribute_cell`)."""
+    data = data if data is not None else _datasets(config, condition)
+    trained = train_cell(config, model_name, condition, data=data, place=place, train_bar=train_bar)
+    return attribute_cell(config, model_name, condition, trained, data=data, place=place, attr_bar=attr_bar,
+                          examples=examples)
 
 
 # ----------------------------------------------------------------------------------------------- figures
