@@ -109,3 +109,21 @@ def test_cli_runs_a_tiny_grid(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| integrated_gradients |" in printed and "results.csv" in printed
     assert len(pd.read_csv(out / "results.csv")) == 4
+
+
+def test_ground_truth_compiles_once_per_formula_and_method_whatever_the_row_count():
+    from chaosjax.data import symbolic as data
+
+    compiled = data._ground_truth._cache_size()
+    for n in (600, 3_000):  # 120 and 600 test rows: one block padded, then two blocks of `_TRUTH_ROWS` (500)
+        # Formulas no other test uses, so that the compile count starts from nothing.
+        config = track.SymbolicConfig(formulas=("x1 * x2 - 0.37 * x1", "cos(x1) + 0.21 * x2 * x3"),
+                                      noise_features=2, n=n)
+        grid = track.build_grid(config, track.cells_of(config))
+        truth = track._truth(grid, "feature_ablation", "paper")
+        assert truth.shape == grid.x_test.shape
+        for g, cell in enumerate(grid.cells):
+            direct = data.ground_truth(cell.formula, grid.x_test[g], "feature_ablation")
+            np.testing.assert_allclose(truth[g], direct, rtol=1e-6, atol=1e-7)
+    # Two formulas: the blocked calls compiled two programs, the direct whole-table calls one per table shape.
+    assert data._ground_truth._cache_size() - compiled == 2 + 2 * 2
