@@ -85,23 +85,41 @@ def gpu_mode(args) -> None:
         return
     import jax
 
+    compiles = _count_compiles()
     print(f"# jax {jax.__version__} on {jax.devices()[0].device_kind} x {jax.local_device_count()}, "
           f"{args.workers} chunks in flight")
-    print("| axis | cells | wall (s) | cells/s |")
-    print("|---|---:|---:|---:|")
+    print("| axis | cells | wall (s) | cells/s | XLA compiles | compiling (s, summed over threads) |")
+    print("|---|---:|---:|---:|---:|---:|")
     start_all = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for axis, description in descriptions.items():
-            start = time.perf_counter()
+            start, before = time.perf_counter(), dict(compiles)
             sweep.run(description, Path(tmp) / axis, progress=False, workers=args.workers,
                       log=(lambda msg: print(f"#   {msg}", flush=True)) if args.verbose else None)
             wall = time.perf_counter() - start
-            print(f"| {axis} | {plans[axis].cells} | {wall:.1f} | {plans[axis].cells / wall:.1f} |", flush=True)
+            print(f"| {axis} | {plans[axis].cells} | {wall:.1f} | {plans[axis].cells / wall:.1f} | "
+                  f"{compiles['count'] - before['count']} | {compiles['seconds'] - before['seconds']:.1f} |",
+                  flush=True)
             if time.perf_counter() - start_all > args.budget:
                 print(f"# stopped after {axis}: over the {args.budget} s budget")
                 break
     wall = time.perf_counter() - start_all
-    print(f"total: {wall:.1f} s")
+    print(f"total: {wall:.1f} s ({compiles['count']} XLA compiles, {compiles['seconds']:.1f} s compiling)")
+
+
+def _count_compiles() -> dict[str, float]:
+    """A running count of XLA backend compilations and their summed seconds (JAX's monitoring events)."""
+    import jax.monitoring
+
+    totals = {"count": 0, "seconds": 0.0}
+
+    def listener(event: str, seconds: float, **_) -> None:
+        if event.endswith("backend_compile_duration"):
+            totals["count"] += 1
+            totals["seconds"] += seconds
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    return totals
 
 
 def main(argv=None):
