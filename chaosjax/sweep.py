@@ -492,7 +492,7 @@ def _compute_cells(chunk: Chunk, store: _Store, lock: threading.Lock, place: Gri
         # Seeds padded to the device count with copies of the last (a config no user could pass: seeds repeat).
         padded = dataclasses.replace(setting, seeds=tuple(place.pad(setting.seeds)))
         if chunk.track == "vision":
-            data = module._datasets(padded, condition)
+            data = module.datasets(padded, condition)
             variables = module.init_cell(setting, model, condition)
         else:
             data = module.cell_data(padded, condition)
@@ -500,20 +500,14 @@ def _compute_cells(chunk: Chunk, store: _Store, lock: threading.Lock, place: Gri
         template = {"variables": variables, "losses": jnp.zeros((real, setting.steps), jnp.float32)}
 
         def train():
-            if chunk.track == "vision":
-                trained = module.train_cell(padded, model, condition, data=data, place=place)
-            else:
-                trained = module.train_cell(padded, model, condition, data, place=place)
+            trained = module.train_cell(padded, model, condition, data=data, place=place)
             return {"variables": trained.variables, "losses": trained.losses}, trained.seconds
 
         tree, train_seconds, restored = _cached_training(store, lock, chunk.id, template, train, real,
                                                          len(padded.seeds))
-        trained = module.Trained(tree["variables"], tree["losses"], train_seconds)
         t1 = time.perf_counter()
-        if chunk.track == "vision":
-            rows = module.attribute_cell(padded, model, condition, trained, data=data, place=place)
-        else:
-            rows, _ = module.attribute_cell(padded, model, condition, data, trained, place=place)
+        trained = module.Trained(tree["variables"], tree["losses"], train_seconds)
+        rows = module.attribute_cell(padded, model, condition, trained, data=data, place=place)
         rows = [r for i, r in enumerate(rows) if i % len(padded.seeds) < real]  # method-major: padding dropped
         seconds = {"train": t1 - start, "attribute": time.perf_counter() - t1, "restored": restored}
     for row in rows:

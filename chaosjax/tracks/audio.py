@@ -38,6 +38,7 @@ import numpy as np
 
 from chaosjax import attribution, classify, metrics
 from chaosjax.data import audio as data
+from chaosjax.data.audio import CONDITIONS
 from chaosjax.data.speech import WORDS
 from chaosjax.models import audio as models
 from chaosjax.tracks.symbolic import _prepare_out, _progress_bar, mean_ci, write_results
@@ -257,11 +258,14 @@ def init_cell(config: AudioConfig, model_name: str) -> Any:
     return jax.vmap(_model(config, model_name).init)(keys)
 
 
-def train_cell(config: AudioConfig, model_name: str, condition: str, cell: CellData, *, place=None) -> Trained:
+def train_cell(config: AudioConfig, model_name: str, condition: str, *, data: CellData | None = None,
+               place=None) -> Trained:
     """Trains the seeds of one (model, condition) side by side (``classify.fit_seeds``). ``place(tree)`` may put
-    the seed-stacked inputs on devices, e.g. split along the seed axis across a mesh."""
+    the seed-stacked inputs on devices, e.g. split along the seed axis across a mesh. ``data``: the condition's
+    `cell_data`, if already built."""
     place = place or _no_placement
-    mi, ci = list(models.MODELS).index(model_name), data.CONDITIONS.index(condition)
+    cell = data if data is not None else cell_data(config, condition)
+    mi, ci = list(models.MODELS).index(model_name), CONDITIONS.index(condition)
     data_keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 2_000 + 10 * mi + ci) for s in config.seeds])
     variables, data_keys = place((init_cell(config, model_name), data_keys))
     start = time.perf_counter()
@@ -275,22 +279,23 @@ def train_cell(config: AudioConfig, model_name: str, condition: str, cell: CellD
     return Trained(result.variables, result.losses, time.perf_counter() - start)
 
 
-def attribute_cell(config: AudioConfig, model_name: str, condition: str, cell: CellData, trained: Trained, *,
-                   place=None, on_method=None) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+def attribute_cell(config: AudioConfig, model_name: str, condition: str, trained: Trained, *,
+                   data: CellData | None = None, place=None, on_method=None,
+                   examples: dict[str, list] | None = None) -> list[dict[str, Any]]:
     """Every method on the attributed clips for the trained seeds of one (model, condition): one row per
-    method x seed, and each method's attribution of the first clip by the first seed (channels last).
-    ``on_method(name)`` is called before each method (progress)."""
+    method x seed. ``on_method(name)`` is called before each method (progress). With ``examples``, appends each
+    method's attribution of the first clip by the first seed (channels last) to ``examples["attr_<method>"]``."""
     place = place or _no_placement
+    cell = data if data is not None else cell_data(config, condition)
     spec = config.spec()
     model = _model(config, model_name)
-    ci = data.CONDITIONS.index(condition)
+    ci = CONDITIONS.index(condition)
     seeds = list(config.seeds)
     accs = [classify.evaluate(model, jax.tree.map(lambda a, i=i: a[i], trained.variables), cell.val.clip,
                               cell.val.label) for i in range(len(seeds))]
     keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 3_000 + ci) for s in seeds])
     variables, keys = place((trained.variables, keys))
     rows: list[dict[str, Any]] = []
-    first: dict[str, np.ndarray] = {}
     for method in config.method_names():
         if on_method is not None:
             on_method(method)
@@ -313,8 +318,9 @@ def attribute_cell(config: AudioConfig, model_name: str, condition: str, cell: C
                 "background_gain": spec.background_gain, "final_loss": float(trained.losses[si, -1]),
                 "train_seconds": trained.seconds / len(seeds),
             })
-        first[method] = np.asarray(attr[0, 0]).T
-    return rows, first
+        if examples is not None:
+            examples.setdefault(f"attr_{method}", []).append(np.asarray(attr[0, 0]).T)
+    return rows
 
 
 def run(config: AudioConfig, *, out: str | os.PathLike | None = None, overwrite: bool = False,
@@ -343,18 +349,15 @@ def run(config: AudioConfig, *, out: str | os.PathLike | None = None, overwrite:
             cell = cell_data(config, condition, datasets=None if composed else shared)
             for mi, name in enumerate(config.models):
                 bar.set_description(f"{condition} {name}: train")
-                trained = train_cell(config, name, condition, cell)
+                trained = train_cell(config, name, condition, data=cell)
                 bar.update(1)
 
                 def on_method(method, condition=condition, name=name):
                     bar.set_description(f"{condition} {name}: {method}")
                     bar.update(1)
 
-                cell_rows, first = attribute_cell(config, name, condition, cell, trained, on_method=on_method)
-                rows.extend(cell_rows)
-                if mi == 0:
-                    for method, attr in first.items():
-                        examples[f"attr_{method}"].append(attr)
+                rows.extend(attribute_cell(config, name, condition, trained, data=cell, on_method=on_method,
+                                           examples=examples if mi == 0 else None))
             examples["inputs"].append(np.asarray(cell.clips[0]).T)
             examples["channels"].append(int(cell.channel[0]))
             examples["titles"].append(f"{condition} / {config.models[0]} / '{WORDS[int(cell.val.label[0])]}'")

@@ -210,14 +210,10 @@ def _scores(attr, boxes, *, foreground, sigma, protocol):
     return jax.vmap(one)(attr)
 
 
-def _datasets(config: VisionConfig, condition: str):
-    spec = config.spec
-    limit = None
-    train = V.dataset(spec, "train", source=config.source, background=config.background, condition=condition,
-                      limit=limit)
-    val = V.dataset(spec, "val", source=config.source, background=config.background, condition=condition,
-                    limit=limit)
-    return train, val
+def datasets(config: VisionConfig, condition: str):
+    """The (train, val) datasets of one condition, which `train_cell` and `attribute_cell` take as ``data``."""
+    return tuple(V.dataset(config.spec, split, source=config.source, background=config.background,
+                           condition=condition) for split in ("train", "val"))
 
 
 class Trained(NamedTuple):
@@ -260,7 +256,7 @@ def train_cell(config: VisionConfig, model_name: str, condition: str, *, data=No
     """
     place = place or _no_placement
     model = config.model(model_name)
-    train, _ = data if data is not None else _datasets(config, condition)
+    train, _ = data if data is not None else datasets(config, condition)
     keys = _keys(config, condition)
     variables, run_keys = place((init_cell(config, model_name, condition), keys["run"]))
     start = time.perf_counter()
@@ -287,7 +283,7 @@ def attribute_cell(config: VisionConfig, model_name: str, condition: str, traine
     spec = config.spec
     model = config.model(model_name)
     code = jnp.int32(V.CONDITIONS.index(condition))
-    train, val = data if data is not None else _datasets(config, condition)
+    train, val = data if data is not None else datasets(config, condition)
     seeds = list(config.seeds)
     keys = _keys(config, condition)
     vs = val.batch(keys["val"], jnp.arange(config.val_size), code)
@@ -332,7 +328,7 @@ def run_cell(config: VisionConfig, model_name: str, condition: str, *, train_bar
              data=None, examples: dict[str, list] | None = None, place=None) -> list[dict[str, Any]]:
     """Trains ``len(seeds)`` models of one (model, condition) and scores every method on the validation set
     (`train_cell`, then `attribute_cell`)."""
-    data = data if data is not None else _datasets(config, condition)
+    data = data if data is not None else datasets(config, condition)
     trained = train_cell(config, model_name, condition, data=data, place=place, train_bar=train_bar)
     return attribute_cell(config, model_name, condition, trained, data=data, place=place, attr_bar=attr_bar,
                           examples=examples)
@@ -352,7 +348,7 @@ def samples_figure(config: VisionConfig, path: str | os.PathLike, *, per_conditi
     fig, axes = plt.subplots(len(V.CONDITIONS), per_condition, figsize=(1.6 * per_condition, 1.7 * len(V.CONDITIONS)),
                              squeeze=False)
     for r, condition in enumerate(V.CONDITIONS):
-        _, val = _datasets(config, condition)
+        _, val = datasets(config, condition)
         s = jax.device_get(val.batch(jax.random.key(0), jnp.arange(per_condition), condition))
         for c in range(per_condition):
             ax = axes[r, c]
