@@ -49,7 +49,10 @@ RFE chunk, whose every round retrains and ranks, is not checkpointed and reruns 
 rerun on the same `DIR` skips recorded chunks, drops any tail of the results file that no chunk
 recorded (rows of a chunk that was killed while writing), restores trained-but-unattributed chunks
 from their checkpoints, and runs the rest. A `DIR` made by a different config is refused unless
-`force_new`, which moves the old files to `DIR/previous-<time>/` (nothing is deleted).
+`force_new`, which moves the old files to `DIR/previous-<time>/` (nothing is deleted). A rerun compiles
+its programs again; with JAX's persistent cache (`JAX_COMPILATION_CACHE_DIR=~/.cache/jax`, and
+`JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0` to keep small programs too) it loads them instead: a
+3-formula sweep on CPU took 6.5 s, then 3.5 s.
 
 Multi-host: when `jax.distributed` is configured (`JAX_COORDINATOR_ADDRESS` with `JAX_NUM_PROCESSES` and
 `JAX_PROCESS_ID`, or `CHAOSJAX_DISTRIBUTED=1` on a platform whose environment `jax.distributed.initialize()`
