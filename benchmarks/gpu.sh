@@ -2,7 +2,7 @@
 # The accelerator checks, one group per call, each sized to fit one ten-minute device command on one GPU:
 #
 #   bash benchmarks/gpu.sh checks     # RFE speed and acceptance run, audio speed (about 8 minutes)
-#   bash benchmarks/gpu.sh ablation   # the full symbolic ablation (1,620 cells) within 560 s
+#   bash benchmarks/gpu.sh ablation   # the full symbolic ablation (1,305 distinct cells) within 560 s
 #
 # Run from the repository root on a machine whose python3 has jax (CUDA), flax, optax, orbax, torch and captum
 # (python3 -m pip install --no-deps captum-*.whl where it is missing). Logs go to ${OUT:-.}/gpu-*.txt.
@@ -23,8 +23,8 @@ checks)
   step "audio speed" 90 gpu-audio.txt python3 benchmarks/audio.py --gpu
   ;;
 ablation)
-  # Every axis of the study's ablation, 15 formulas x 3 seeds per setting, 4 chunks in flight so that the
-  # settings' compilations overlap; per-chunk times printed.
+  # Every axis of the study's ablation as one sweep (combine = "each": 29 distinct settings), 15 formulas x 3
+  # seeds per setting, 4 chunks in flight so that the settings' compilations overlap; per-chunk times printed.
   step "symbolic ablation" 560 gpu-scale.txt python3 benchmarks/scale.py --mode gpu --verbose --workers 4
   ;;
 *)

@@ -4,6 +4,7 @@ A sweep is described by a TOML file (or the equivalent dict):
 
     [sweep]
     chunk_size = 16            # cells trained and attributed together
+    combine = "product"        # settings: every combination of the axes; "each": one axis at a time
 
     [symbolic]
     formulas = "0-14"          # indices, a range string, or formula texts
@@ -26,8 +27,9 @@ A sweep is described by a TOML file (or the equivalent dict):
     formulas = "10-14"
     noise_features = [50, 150]
 
-The grid is tracks x formulas (conditions x models) x seeds x settings (the product of the list-valued
-axes); `results.csv` has the union of the tracks' columns. Every chunk's grid axis is split across every
+The grid is tracks x formulas (conditions x models) x seeds x settings: the product of the list-valued
+axes, or with `combine = "each"` every axis alone around the fixed values (the study's ablation; a setting
+met on several axes, such as the defaults, runs once); `results.csv` has the union of the tracks' columns. Every chunk's grid axis is split across every
 local device (`chaosjax._placement.GridPlacement`: a `Mesh` and a `NamedSharding` on the leading axis;
 padded to a multiple of the device count with copies of the last member, whose rows are dropped):
 
@@ -87,7 +89,8 @@ from chaosjax._placement import GridPlacement
 from chaosjax.tracks import symbolic as sym
 
 TRACKS = ("symbolic", "vision", "audio", "rfe")
-_SWEEP_KEYS = {"chunk_size"}
+_SWEEP_KEYS = {"chunk_size", "combine"}
+COMBINE = ("product", "each")  # how list-valued axes make settings; see `_combinations`
 # Tracks run by their own runner: vision and audio one chunk per setting x model x condition (its seeds vmapped
 # by the runner), RFE one chunk per setting (all its eliminations are one program). Their TOML keys are the
 # config's field names; these fields take lists without being axes.
@@ -205,23 +208,46 @@ def plan(description: Mapping[str, Any]) -> SweepPlan:
     chunk_size = options.get("chunk_size", 16)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"sweep: [sweep].chunk_size must be an integer >= 1, got {chunk_size!r}")
+    combine = options.get("combine", "product")
+    if combine not in COMBINE:
+        raise ValueError(f"sweep: [sweep].combine must be one of {', '.join(map(repr, COMBINE))}, got {combine!r}")
     if not any(t in description for t in TRACKS):
         raise ValueError(f"sweep: empty grid: no track table (add one of {', '.join(f'[{t}]' for t in TRACKS)})")
     spec: dict[str, Any] = {"sweep": {"chunk_size": chunk_size}}
+    if combine != "product":  # recorded only when set, so that directories of earlier sweeps still resume
+        spec["sweep"]["combine"] = combine
     chunks: list[Chunk] = []
     if "symbolic" in description:
-        spec["symbolic"], symbolic_chunks = _plan_symbolic(dict(description["symbolic"]), chunk_size)
+        spec["symbolic"], symbolic_chunks = _plan_symbolic(dict(description["symbolic"]), chunk_size, combine)
         chunks.extend(symbolic_chunks)
     for track in _TUPLE_FIELDS:
         if track in description:
-            spec[track], track_chunks = _plan_cells(track, dict(description[track]))
+            spec[track], track_chunks = _plan_cells(track, dict(description[track]), combine)
             chunks.extend(track_chunks)
     if not chunks:
         raise ValueError("sweep: empty grid")
     return SweepPlan(spec, tuple(chunks))
 
 
-def _plan_symbolic(table: dict[str, Any], chunk_size: int) -> tuple[dict[str, Any], list[Chunk]]:
+def _combinations(axes: dict[str, list], combine: str) -> list[dict[str, Any]]:
+    """The settings' overrides of the fixed values: ``"product"``, every combination of the axes' values;
+    ``"each"``, every axis alone with the others at their fixed values (the study's ablation, PROTOCOL.md
+    section 1)."""
+    if combine == "product":
+        return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+    return [{key: value} for key, values in axes.items() for value in values] or [{}]
+
+
+def _distinct(settings: list) -> list:
+    """`settings` without repeats (under ``"each"``, the fixed values recur on every axis that lists them)."""
+    first: dict[str, Any] = {}
+    for setting in settings:
+        first.setdefault(repr(setting), setting)  # repr: a field's value may be unhashable
+    return list(first.values())
+
+
+def _plan_symbolic(table: dict[str, Any], chunk_size: int, combine: str = "product"
+                   ) -> tuple[dict[str, Any], list[Chunk]]:
     for key in table:
         if key not in _SYMBOLIC_KEYS:
             raise ValueError(f"sweep: unknown key [symbolic].{key}; expected one of {', '.join(_SYMBOLIC_KEYS)}")
@@ -260,10 +286,11 @@ def _plan_symbolic(table: dict[str, Any], chunk_size: int) -> tuple[dict[str, An
     except TypeError as err:
         raise ValueError(f"sweep: {err}") from None
     settings = []
-    for values in itertools.product(*axes.values()):
-        setting = dataclasses.replace(base, **{_SYMBOLIC_KEYS[k]: v for k, v in zip(axes, values)})
+    for overrides in _combinations(axes, combine):
+        setting = dataclasses.replace(base, **{_SYMBOLIC_KEYS[k]: v for k, v in overrides.items()})
         setting.validate()
         settings.append(setting)
+    settings = _distinct(settings)
     chunks = []
     for s, setting in enumerate(settings):
         cells = sym.cells_of(setting)
@@ -274,7 +301,7 @@ def _plan_symbolic(table: dict[str, Any], chunk_size: int) -> tuple[dict[str, An
     return spec, chunks
 
 
-def _plan_cells(track: str, table: dict[str, Any]) -> tuple[dict[str, Any], list[Chunk]]:
+def _plan_cells(track: str, table: dict[str, Any], combine: str = "product") -> tuple[dict[str, Any], list[Chunk]]:
     """A vision, audio or RFE table: config fields; a list on a field not in `_TUPLE_FIELDS` makes an axis."""
     config_type = getattr(_track_module(track), {"vision": "VisionConfig", "audio": "AudioConfig",
                                                   "rfe": "RFEConfig"}[track])
@@ -310,13 +337,16 @@ def _plan_cells(track: str, table: dict[str, Any]) -> tuple[dict[str, Any], list
         base = config_type(**fixed)
     except TypeError as err:
         raise ValueError(f"sweep: [{track}]: {err}") from None
-    chunks = []
-    for s, values in enumerate(itertools.product(*axes.values())):
-        setting = dataclasses.replace(base, **dict(zip(axes, values)))
+    settings = []
+    for overrides in _combinations(axes, combine):
+        setting = dataclasses.replace(base, **overrides)
         try:
             setting.validate()
         except ValueError as err:
             raise ValueError(f"sweep: [{track}].{err}") from None
+        settings.append(setting)
+    chunks = []
+    for s, setting in enumerate(_distinct(settings)):
         if track == "rfe":
             chunks.append(Chunk(f"rfe-s{s}", setting, track=track, axes=tuple(axes)))
             continue

@@ -63,6 +63,20 @@ def test_plan_cuts_the_grid_into_chunks():
     assert settings == {(10, 1e-3), (10, 1e-2), (20, 1e-3), (20, 1e-2)}
 
 
+def test_combine_each_sweeps_one_axis_at_a_time_and_runs_shared_settings_once():
+    # The study's ablation shape: each axis lists the default (noise 100, lr 1e-3), which then runs once.
+    table = {"formulas": "0-1", "noise": [50, 100], "lr": [1e-4, 1e-3, 1e-2]}
+    plan = sweep.plan({"sweep": {"combine": "each"}, "symbolic": table})
+    settings = [(c.setting.noise_features, c.setting.learning_rate) for c in plan.chunks]
+    assert settings == [(50, 1e-3), (100, 1e-3), (100, 1e-4), (100, 1e-2)]
+    assert plan.spec["sweep"]["combine"] == "each" and plan.cells == 4 * 2
+    assert "combine" not in sweep.plan({"symbolic": table}).spec["sweep"]  # older directories still resume
+    vision = sweep.plan({"sweep": {"combine": "each"},
+                         "vision": {"conditions": ["RBFP"], "learning_rate": [3e-3, 1e-2], "batch_size": [32, 64]}})
+    assert [(c.setting.learning_rate, c.setting.batch_size) for c in vision.chunks] == [
+        (3e-3, 64), (1e-2, 64), (1e-2, 32)]  # VisionConfig's defaults: 1e-2, 64
+
+
 @pytest.mark.parametrize(
     "description, message",
     [
@@ -84,6 +98,7 @@ def test_plan_cuts_the_grid_into_chunks():
         ({"symbolic": {"protocol": ["paper", "corrected"]}}, "protocol"),
         ({"sweep": {"workers": 3}, "symbolic": {}}, "workers"),
         ({"symbolic": {"noise": [-1]}}, "noise"),
+        ({"sweep": {"combine": "zip"}, "symbolic": {}}, r"\[sweep\]\.combine"),
     ],
 )
 def test_bad_descriptions_name_the_key(description, message):
