@@ -71,6 +71,9 @@ def test_combine_each_sweeps_one_axis_at_a_time_and_runs_shared_settings_once():
     assert settings == [(50, 1e-3), (100, 1e-3), (100, 1e-4), (100, 1e-2)]
     assert plan.spec["sweep"]["combine"] == "each" and plan.cells == 4 * 2
     assert "combine" not in sweep.plan({"symbolic": table}).spec["sweep"]  # older directories still resume
+    # The study's whole ablation, as shipped: 36 listed settings, 29 distinct.
+    ablation = sweep.plan(sweep.load_toml(ROOT / "examples" / "ablation.toml"))
+    assert len(ablation.chunks) == 29 and ablation.cells == 29 * 15 * 3
     vision = sweep.plan({"sweep": {"combine": "each"},
                          "vision": {"conditions": ["RBFP"], "learning_rate": [3e-3, 1e-2], "batch_size": [32, 64]}})
     assert [(c.setting.learning_rate, c.setting.batch_size) for c in vision.chunks] == [
