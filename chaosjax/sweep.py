@@ -29,9 +29,10 @@ A sweep is described by a TOML file (or the equivalent dict):
 
 The grid is tracks x formulas (conditions x models) x seeds x settings: the product of the list-valued
 axes, or with `combine = "each"` every axis alone around the fixed values (the study's ablation; a setting
-met on several axes, such as the defaults, runs once); `results.csv` has the union of the tracks' columns. Every chunk's grid axis is split across every
-local device (`chaosjax._placement.GridPlacement`: a `Mesh` and a `NamedSharding` on the leading axis;
-padded to a multiple of the device count with copies of the last member, whose rows are dropped):
+met on several axes, such as the defaults, runs once). `results.csv` has the union of the tracks' columns.
+Every chunk's grid axis is split across every local device (`chaosjax._placement.GridPlacement`: a `Mesh`
+and a `NamedSharding` on the leading axis; padded to a multiple of the device count with copies of the
+last member, whose rows are dropped):
 
 * symbolic: cells of one setting, cut into chunks of `chunk_size`; a chunk is one `jit(vmap(...))`
   program over its cells;
