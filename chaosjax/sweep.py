@@ -29,7 +29,9 @@ A sweep is described by a TOML file (or the equivalent dict):
 
 The grid is tracks x formulas (conditions x models) x seeds x settings: the product of the list-valued
 axes, or with `combine = "each"` every axis alone around the fixed values (the study's ablation; a setting
-met on several axes, such as the defaults, runs once). `results.csv` has the union of the tracks' columns.
+met on several axes, such as the defaults, runs once, and its symbolic rows are written once per axis with
+`sweep_axis` naming it, as separate one-axis sweeps would give them). `results.csv` has the union of the
+tracks' columns.
 Every chunk's grid axis is split across every local device (`chaosjax._placement.GridPlacement`: a `Mesh`
 and a `NamedSharding` on the leading axis; padded to a multiple of the device count with copies of the
 last member, whose rows are dropped):
@@ -108,6 +110,7 @@ _SYMBOLIC_KEYS = {
 }
 _AXES = ("noise", "n", "depth", "width", "activation", "lr", "optimizer", "dropout", "label_noise", "epochs")
 _RESULT_COLUMN = {"noise": "noise_features", "activation": "model"}  # axis -> results.csv column
+_SWEEP_AXIS = {"label_noise": "label-noise"}  # axis -> its name in the sweep_axis column (the CLI's `--sweep`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +124,7 @@ class Chunk:
     cells: tuple[sym.Cell, ...] = ()
     track: str = "symbolic"
     axes: tuple[str, ...] = ()  # a runner-run track's swept fields: written as columns of its rows
+    sweep_axes: tuple[str, ...] = ()  # combine = "each": the axes whose one-at-a-time sweep holds this setting
 
     @property
     def size(self) -> int:
@@ -230,21 +234,24 @@ def plan(description: Mapping[str, Any]) -> SweepPlan:
     return SweepPlan(spec, tuple(chunks))
 
 
-def _combinations(axes: dict[str, list], combine: str) -> list[dict[str, Any]]:
-    """The settings' overrides of the fixed values: ``"product"``, every combination of the axes' values;
-    ``"each"``, every axis alone with the others at their fixed values (the study's ablation, PROTOCOL.md
-    section 1)."""
+def _combinations(axes: dict[str, list], combine: str) -> list[tuple[dict[str, Any], str | None]]:
+    """The settings' overrides of the fixed values, each with the axis it sweeps: ``"product"``, every
+    combination of the axes' values (no one axis); ``"each"``, every axis alone with the others at their fixed
+    values (the study's ablation, PROTOCOL.md section 1)."""
     if combine == "product":
-        return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
-    return [{key: value} for key, values in axes.items() for value in values] or [{}]
+        return [(dict(zip(axes, values)), None) for values in itertools.product(*axes.values())]
+    return [({key: value}, key) for key, values in axes.items() for value in values] or [({}, None)]
 
 
-def _distinct(settings: list) -> list:
-    """`settings` without repeats (under ``"each"``, the fixed values recur on every axis that lists them)."""
-    first: dict[str, Any] = {}
-    for setting in settings:
-        first.setdefault(repr(setting), setting)  # repr: a field's value may be unhashable
-    return list(first.values())
+def _distinct(settings: list[tuple[Any, str | None]]) -> list[tuple[Any, tuple[str, ...]]]:
+    """Each distinct setting once, with every axis it lies on (under ``"each"``, the fixed values recur on every
+    axis that lists them)."""
+    first: dict[str, tuple[Any, list[str]]] = {}
+    for setting, axis in settings:
+        _, axes = first.setdefault(repr(setting), (setting, []))  # repr: a field's value may be unhashable
+        if axis is not None:
+            axes.append(axis)
+    return [(setting, tuple(axes)) for setting, axes in first.values()]
 
 
 def _plan_symbolic(table: dict[str, Any], chunk_size: int, combine: str = "product"
@@ -287,16 +294,16 @@ def _plan_symbolic(table: dict[str, Any], chunk_size: int, combine: str = "produ
     except TypeError as err:
         raise ValueError(f"sweep: {err}") from None
     settings = []
-    for overrides in _combinations(axes, combine):
+    for overrides, axis in _combinations(axes, combine):
         setting = dataclasses.replace(base, **{_SYMBOLIC_KEYS[k]: v for k, v in overrides.items()})
         setting.validate()
-        settings.append(setting)
-    settings = _distinct(settings)
+        settings.append((setting, axis))
     chunks = []
-    for s, setting in enumerate(settings):
+    for s, (setting, on_axes) in enumerate(_distinct(settings)):
         cells = sym.cells_of(setting)
         for c in range(0, len(cells), chunk_size):
-            chunks.append(Chunk(f"s{s}-c{c // chunk_size}", setting, tuple(cells[c:c + chunk_size])))
+            chunks.append(Chunk(f"s{s}-c{c // chunk_size}", setting, tuple(cells[c:c + chunk_size]),
+                                sweep_axes=tuple(_SWEEP_AXIS.get(a, a) for a in on_axes)))
     spec = {"fixed": json.loads(json.dumps(base.to_json(), default=str)),
             "axes": {k: list(v) for k, v in axes.items()}}
     return spec, chunks
@@ -339,15 +346,15 @@ def _plan_cells(track: str, table: dict[str, Any], combine: str = "product") -> 
     except TypeError as err:
         raise ValueError(f"sweep: [{track}]: {err}") from None
     settings = []
-    for overrides in _combinations(axes, combine):
+    for overrides, axis in _combinations(axes, combine):
         setting = dataclasses.replace(base, **overrides)
         try:
             setting.validate()
         except ValueError as err:
             raise ValueError(f"sweep: [{track}].{err}") from None
-        settings.append(setting)
+        settings.append((setting, axis))
     chunks = []
-    for s, setting in enumerate(_distinct(settings)):
+    for s, (setting, _) in enumerate(_distinct(settings)):
         if track == "rfe":
             chunks.append(Chunk(f"rfe-s{s}", setting, track=track, axes=tuple(axes)))
             continue
@@ -507,6 +514,8 @@ def _compute_symbolic(chunk: Chunk, store: _Store, lock: threading.Lock, place: 
     t1 = time.perf_counter()
     rows = sym.attribute_grid(chunk.setting, grid, trained, place=place)
     rows = [r for i, r in enumerate(rows) if i % len(cells) < real]
+    if chunk.sweep_axes:  # combine = "each": the rows of every axis this setting lies on, as separate sweeps give
+        rows = [{**r, "sweep_axis": axis} for axis in chunk.sweep_axes for r in rows]
     return rows, {"train": t1 - t0, "attribute": time.perf_counter() - t1, "restored": restored}
 
 
@@ -713,7 +722,13 @@ def add_cli(sub) -> None:
             rows = frame.loc[frame["track"] == track, list(_columns(track))]
             if not len(rows):
                 continue
-            if track == "symbolic":
+            if track == "symbolic" and spec["sweep"].get("combine") == "each":
+                for axis in spec["symbolic"]["axes"]:  # one table per axis, as its own sweep would print
+                    column = _RESULT_COLUMN.get(axis, axis)
+                    one = frame.loc[(frame["track"] == track) & (frame["sweep_axis"] == _SWEEP_AXIS.get(axis, axis))]
+                    one = one.sort_values(column, kind="stable")  # the axis in order, the shared setting in place
+                    print(sym.summary_table(one[list(_columns(track))], by=[column]))
+            elif track == "symbolic":
                 axes = [_RESULT_COLUMN.get(k, k) for k in spec["symbolic"]["axes"]]
                 print(sym.summary_table(rows, by=axes))
             else:

@@ -109,6 +109,24 @@ def test_bad_descriptions_name_the_key(description, message):
         sweep.plan(description)
 
 
+def test_combine_each_writes_every_axis_rows_like_separate_one_axis_sweeps(tmp_path, capsys):
+    config = tmp_path / "each.toml"
+    config.write_text('[sweep]\ncombine = "each"\n\n[symbolic]\nformulas = "0-1"\nseeds = [0]\nn = 120\n'
+                      'epochs = 3\ndepth = 1\nwidth = 8\nmethods = ["saliency"]\nnoise = [4, 100]\n'
+                      'label_noise = [0.0, 0.01]\n')  # 100 and 0.01: the defaults, shared by both axes
+    assert cli.main(["sweep", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "| noise_features | method |" in printed and "| label_noise | method |" in printed
+    frame = pd.read_csv(tmp_path / "run" / "results.csv")
+    assert len(sweep.plan(sweep.load_toml(config)).chunks) == 3  # (4, 0.01), (100, 0.01), (100, 0.0)
+    assert frame["sweep_axis"].value_counts().to_dict() == {"noise": 4, "label-noise": 4}
+    noise = frame[frame["sweep_axis"] == "noise"].sort_values(["noise_features", "formula"])
+    assert list(noise["noise_features"]) == [4, 4, 100, 100] and set(noise["label_noise"]) == {0.01}
+    shared = frame[(frame["noise_features"] == 100) & (frame["label_noise"] == 0.01)]
+    by_axis = [g[METRICS].to_numpy() for _, g in shared.sort_values("formula").groupby("sweep_axis")]
+    np.testing.assert_array_equal(*by_axis)  # computed once, written for both axes
+
+
 def test_cli_reports_bad_toml_in_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text("[symbolic]\nformulas = '0-2'\nbogus = 1\n")
