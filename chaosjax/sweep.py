@@ -125,6 +125,7 @@ class Chunk:
     track: str = "symbolic"
     axes: tuple[str, ...] = ()  # a runner-run track's swept fields: written as columns of its rows
     sweep_axes: tuple[str, ...] = ()  # combine = "each": the axes whose one-at-a-time sweep holds this setting
+    setting_index: int = 0  # which of its track's settings
 
     @property
     def size(self) -> int:
@@ -303,7 +304,7 @@ def _plan_symbolic(table: dict[str, Any], chunk_size: int, combine: str = "produ
         cells = sym.cells_of(setting)
         for c in range(0, len(cells), chunk_size):
             chunks.append(Chunk(f"s{s}-c{c // chunk_size}", setting, tuple(cells[c:c + chunk_size]),
-                                sweep_axes=tuple(_SWEEP_AXIS.get(a, a) for a in on_axes)))
+                                sweep_axes=tuple(_SWEEP_AXIS.get(a, a) for a in on_axes), setting_index=s))
     spec = {"fixed": json.loads(json.dumps(base.to_json(), default=str)),
             "axes": {k: list(v) for k, v in axes.items()}}
     return spec, chunks
@@ -356,12 +357,13 @@ def _plan_cells(track: str, table: dict[str, Any], combine: str = "product") -> 
     chunks = []
     for s, (setting, _) in enumerate(_distinct(settings)):
         if track == "rfe":
-            chunks.append(Chunk(f"rfe-s{s}", setting, track=track, axes=tuple(axes)))
+            chunks.append(Chunk(f"rfe-s{s}", setting, track=track, axes=tuple(axes), setting_index=s))
             continue
         for model in setting.models:
             for condition in setting.conditions:
                 one = dataclasses.replace(setting, models=(model,), conditions=(condition,))
-                chunks.append(Chunk(f"{track}-s{s}-{model}-{condition}", one, track=track, axes=tuple(axes)))
+                chunks.append(Chunk(f"{track}-s{s}-{model}-{condition}", one, track=track, axes=tuple(axes),
+                                    setting_index=s))
     spec = {"fixed": json.loads(json.dumps(base.to_json(), default=str)),
             "axes": {k: list(v) for k, v in axes.items()}}
     return spec, chunks
@@ -695,6 +697,29 @@ def run(description: Mapping[str, Any], out: str | os.PathLike, *, force_new: bo
     return frame
 
 
+def describe(sweep_plan: SweepPlan, out: str | os.PathLike | None = None) -> str:
+    """What a sweep will run, per track (settings, chunks, cells), and how much of it `out` already holds."""
+    combine = sweep_plan.spec["sweep"].get("combine", "product")
+    lines = [f"sweep: {len(sweep_plan.chunks)} chunks, {sweep_plan.cells} cells ({combine} of the axes)"]
+    for track in sweep_plan.tracks:
+        chunks = [c for c in sweep_plan.chunks if c.track == track]
+        settings = len({c.setting_index for c in chunks})
+        axes = ", ".join(f"{k} ({len(v)})" for k, v in sweep_plan.spec[track]["axes"].items()) or "none"
+        lines.append(f"  {track}: {settings} settings, {len(chunks)} chunks, {sum(c.size for c in chunks)} cells; "
+                     f"axes: {axes}")
+    if out is not None and (Path(out) / "sweep.json").exists():
+        path = Path(out)
+        same = json.loads((path / "sweep.json").read_text()) == json.loads(json.dumps(sweep_plan.spec, default=str))
+        if same:
+            recorded = set(_chunk_records(path))
+            done = [c for c in sweep_plan.chunks if c.id in recorded]
+            lines.append(f"{out}: {len(done)} of {len(sweep_plan.chunks)} chunks recorded "
+                         f"({sum(c.size for c in done)} cells); rerunning resumes there")
+        else:
+            lines.append(f"{out}: holds a sweep of another config (refused unless --force-new)")
+    return "\n".join(lines)
+
+
 def add_cli(sub) -> None:
     p = sub.add_parser(
         "sweep",
@@ -707,12 +732,17 @@ def add_cli(sub) -> None:
     p.add_argument("--force-new", action="store_true",
                    help="start over in a directory of another config (its files move to previous-<time>/)")
     p.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
+    p.add_argument("--plan", action="store_true",
+                   help="print the grid (settings, chunks, cells; chunks already recorded in --out) and stop")
     p.add_argument("--workers", type=int, default=1,
                    help="chunks in flight at once, each compiling in a thread of its own (results unchanged); "
                         "on an accelerator, more than 1 overlaps one chunk's compilation with another's device work")
 
     def handler(args) -> int:
         description = load_toml(args.config)
+        if args.plan:
+            print(describe(plan(description), args.out))
+            return 0
         frame = run(description, args.out, force_new=args.force_new, progress=not args.quiet,
                     workers=args.workers)
         spec = plan(description).spec

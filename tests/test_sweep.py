@@ -74,6 +74,7 @@ def test_combine_each_sweeps_one_axis_at_a_time_and_runs_shared_settings_once():
     # The study's whole ablation, as shipped: 36 listed settings, 29 distinct.
     ablation = sweep.plan(sweep.load_toml(ROOT / "examples" / "ablation.toml"))
     assert len(ablation.chunks) == 29 and ablation.cells == 29 * 15 * 3
+    assert sweep.describe(ablation).splitlines()[1].startswith("  symbolic: 29 settings, 29 chunks, 1305 cells")
     vision = sweep.plan({"sweep": {"combine": "each"},
                          "vision": {"conditions": ["RBFP"], "learning_rate": [3e-3, 1e-2], "batch_size": [32, 64]}})
     assert [(c.setting.learning_rate, c.setting.batch_size) for c in vision.chunks] == [
@@ -122,6 +123,8 @@ def test_combine_each_writes_every_axis_rows_like_separate_one_axis_sweeps(tmp_p
     assert frame["sweep_axis"].value_counts().to_dict() == {"noise": 4, "label-noise": 4}
     noise = frame[frame["sweep_axis"] == "noise"].sort_values(["noise_features", "formula"])
     assert list(noise["noise_features"]) == [4, 4, 100, 100] and set(noise["label_noise"]) == {0.01}
+    assert cli.main(["sweep", str(config), "--out", str(tmp_path / "run"), "--plan"]) == 0
+    assert "3 of 3 chunks recorded (6 cells)" in capsys.readouterr().out
     shared = frame[(frame["noise_features"] == 100) & (frame["label_noise"] == 0.01)]
     by_axis = [g[METRICS].to_numpy() for _, g in shared.sort_values("formula").groupby("sweep_axis")]
     np.testing.assert_array_equal(*by_axis)  # computed once, written for both axes
