@@ -72,7 +72,8 @@ def test_run_writes_results_examples_and_figures(tmp_path):
 def test_tcn_learns_espeak_words_on_every_condition_and_saliency_finds_the_channel():
     """Acceptance on this CPU (~11 min): the default TCN run on the tiny preset, eSpeak words of unseen voices.
 
-    Measured: top-1 0.91 (RBFP), 0.57 (RBRP), 0.85 (SBFP), 0.39 (SBRP); saliency's channel mass on RBFP 0.31.
+    Measured (8.7 min): top-1 0.85 (RBFP), 0.58 (RBRP), 0.89 (SBFP), 0.43 (SBRP); saliency's channel mass on RBFP
+    0.30, its channel hit 1.0.
     """
     config = track.AudioConfig(models=("tcn",), methods=("saliency", "random_baseline"))
     frame = track.run(config, progress=False)

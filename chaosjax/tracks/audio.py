@@ -65,7 +65,7 @@ class AudioConfig:
     sample_rate: int | None = None  # None: the preset's
     speakers: tuple[int, int] | None = None  # eSpeak speakers (train, val); None: the preset's
     background_gain: float | None = None  # scales RB and SB backgrounds; None: the preset's (1.0 = protocol)
-    # Tiny preset (backgrounds at 0.2), eSpeak words: the TCN reaches 0.91 / 0.57 / 0.85 / 0.39 validation
+    # Tiny preset (backgrounds at 0.2), eSpeak words: the TCN reaches 0.85 / 0.58 / 0.89 / 0.43 validation
     # accuracy on RBFP / RBRP / SBFP / SBRP (chance 0.029) after 1,000 steps of 32 at 3e-3, ~2.5 min each on 2
     # CPU cores; 400 steps of 64 at 1e-3 with 16 speakers stayed at chance.
     steps: int = 1000
