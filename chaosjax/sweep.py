@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import itertools
 import json
 import os
@@ -94,8 +95,8 @@ from chaosjax.tracks import symbolic as sym
 TRACKS = ("symbolic", "vision", "audio", "rfe")
 _SWEEP_KEYS = {"chunk_size", "combine"}
 COMBINE = ("product", "each")  # how list-valued axes make settings; see `_combinations`
-# Tracks run by their own runner: vision and audio one chunk per setting x model x condition (its seeds vmapped
-# by the runner), RFE one chunk per setting (all its eliminations are one program). Their TOML keys are the
+# Tracks run by their own functions: vision and audio one chunk per setting x model x condition (its seeds side
+# by side), RFE one chunk per setting (all its eliminations are one program). Their TOML keys are the
 # config's field names; these fields take lists without being axes.
 _TUPLE_FIELDS = {"vision": ("conditions", "models", "methods", "seeds"),
                  "audio": ("conditions", "models", "methods", "seeds", "speakers"),
@@ -440,16 +441,14 @@ class _Store:
         _checkpointer().save(target.resolve(), jax.device_get(tree))
         (target / "chaosjax_seconds.json").write_text(json.dumps({"train_seconds": seconds}))
 
-    def restore_trained(self, chunk_id: str, template: Any) -> tuple[Any, float] | None:
-        """(arrays shaped like `template`, training seconds), or None when the chunk has no finished checkpoint."""
-        import orbax.checkpoint as ocp
-
+    def restore_trained(self, chunk_id: str, template) -> tuple[Any, float] | None:
+        """(arrays shaped like what `template()` returns, training seconds), or None when the chunk has no finished
+        checkpoint. `template` is only traced for its shapes (`jax.eval_shape`), never run."""
         target = self.checkpoint_path(chunk_id)
         meta = target / "chaosjax_seconds.json"
         if not meta.exists():  # written last: without it the save did not finish
             return None
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-        restored = _checkpointer().restore(target.resolve(), abstract)
+        restored = _checkpointer().restore(target.resolve(), jax.eval_shape(template))
         return restored, json.loads(meta.read_text())["train_seconds"]
 
 
@@ -464,10 +463,11 @@ def _leading(tree: Any, rows: int) -> Any:
     return jax.tree.map(fit, tree)
 
 
-def _cached_training(store: _Store, lock: threading.Lock, chunk_id: str, template: Any, train, real: int,
+def _cached_training(store: _Store, lock: threading.Lock, chunk_id: str, template, train, real: int,
                      padded: int) -> tuple[Any, float, bool]:
-    """A chunk's trained arrays for `padded` cells: restored from its checkpoint, or `train()`ed (a tree and its
-    seconds) and checkpointed (the first `real` cells) before anything else happens to them."""
+    """A chunk's trained arrays for `padded` cells: restored from its checkpoint (shaped like `template()`'s
+    `real` cells), or `train()`ed (a tree and its seconds) and checkpointed (the first `real` cells) before
+    anything else happens to them."""
     with lock:
         restored = store.restore_trained(chunk_id, template)
     if restored is not None:
@@ -497,6 +497,11 @@ def _chunk_records(path: Path) -> dict[str, dict]:
     return {k: v for log in sorted(path.glob("progress*.jsonl")) for k, v in _read_progress(log).items()}
 
 
+def _unpadded(rows: list[dict], padded: int, real: int) -> list[dict]:
+    """Rows of the real members only: each method's rows come in member order, `padded` of them, the copies last."""
+    return [r for i, r in enumerate(rows) if i % padded < real]
+
+
 def _compute_symbolic(chunk: Chunk, store: _Store, lock: threading.Lock, place: GridPlacement):
     """Trains (or restores) and attributes a symbolic chunk, its cells padded to the device count."""
     cells = place.pad(chunk.cells)
@@ -504,7 +509,8 @@ def _compute_symbolic(chunk: Chunk, store: _Store, lock: threading.Lock, place: 
     t0 = time.perf_counter()
     grid = sym.build_grid(chunk.setting, cells)
     model = sym.model_of(chunk.setting)
-    template = {"params": jax.vmap(model.init)(jnp.stack([sym._stream(c, 1) for c in chunk.cells])),
+    def template():
+        return {"params": jax.vmap(model.init)(jnp.stack([sym._stream(c, 1) for c in chunk.cells])),
                 "losses": jnp.zeros((real, chunk.setting.epochs), jnp.float32)}
 
     def train():
@@ -514,8 +520,7 @@ def _compute_symbolic(chunk: Chunk, store: _Store, lock: threading.Lock, place: 
     tree, seconds, restored = _cached_training(store, lock, chunk.id, template, train, real, len(cells))
     trained = sym.Trained(tree["params"], tree["losses"], seconds)
     t1 = time.perf_counter()
-    rows = sym.attribute_grid(chunk.setting, grid, trained, place=place)
-    rows = [r for i, r in enumerate(rows) if i % len(cells) < real]
+    rows = _unpadded(sym.attribute_grid(chunk.setting, grid, trained, place=place), len(cells), real)
     if chunk.sweep_axes:  # combine = "each": the rows of every axis this setting lies on, as separate sweeps give
         rows = [{**r, "sweep_axis": axis} for axis in chunk.sweep_axes for r in rows]
     return rows, {"train": t1 - t0, "attribute": time.perf_counter() - t1, "restored": restored}
@@ -538,11 +543,13 @@ def _compute_cells(chunk: Chunk, store: _Store, lock: threading.Lock, place: Gri
         padded = dataclasses.replace(setting, seeds=tuple(place.pad(setting.seeds)))
         if chunk.track == "vision":
             data = module.datasets(padded, condition)
-            variables = module.init_cell(setting, model, condition)
+            init = functools.partial(module.init_cell, setting, model, condition)
         else:
             data = module.cell_data(padded, condition)
-            variables = module.init_cell(setting, model)
-        template = {"variables": variables, "losses": jnp.zeros((real, setting.steps), jnp.float32)}
+            init = functools.partial(module.init_cell, setting, model)
+
+        def template():
+            return {"variables": init(), "losses": jnp.zeros((real, setting.steps), jnp.float32)}
 
         def train():
             trained = module.train_cell(padded, model, condition, data=data, place=place)
@@ -552,8 +559,8 @@ def _compute_cells(chunk: Chunk, store: _Store, lock: threading.Lock, place: Gri
                                                          len(padded.seeds))
         t1 = time.perf_counter()
         trained = module.Trained(tree["variables"], tree["losses"], train_seconds)
-        rows = module.attribute_cell(padded, model, condition, trained, data=data, place=place)
-        rows = [r for i, r in enumerate(rows) if i % len(padded.seeds) < real]  # method-major: padding dropped
+        rows = _unpadded(module.attribute_cell(padded, model, condition, trained, data=data, place=place),
+                         len(padded.seeds), real)
         seconds = {"train": t1 - start, "attribute": time.perf_counter() - t1, "restored": restored}
     for row in rows:
         row.update({axis: getattr(setting, axis) for axis in chunk.axes})
@@ -572,6 +579,12 @@ def _checkpointer():
         multiprocessing_options=ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me}))
 
 
+def _holds(path: Path, spec: dict) -> bool:
+    """Whether `path` holds a sweep of this normalised description (its `sweep.json`)."""
+    stored = path / "sweep.json"
+    return stored.exists() and json.loads(stored.read_text()) == json.loads(json.dumps(spec, default=str))
+
+
 def _check_directory(path: Path, spec: dict, force_new: bool) -> None:
     stored = path / "sweep.json"
     if not stored.exists():
@@ -581,7 +594,7 @@ def _check_directory(path: Path, spec: dict, force_new: bool) -> None:
                                  "--force-new")
         else:
             return
-    elif json.loads(stored.read_text()) == json.loads(json.dumps(spec, default=str)):
+    elif _holds(path, spec):
         return
     elif not force_new:
         old = json.loads(stored.read_text())
@@ -709,8 +722,7 @@ def describe(sweep_plan: SweepPlan, out: str | os.PathLike | None = None) -> str
                      f"axes: {axes}")
     if out is not None and (Path(out) / "sweep.json").exists():
         path = Path(out)
-        same = json.loads((path / "sweep.json").read_text()) == json.loads(json.dumps(sweep_plan.spec, default=str))
-        if same:
+        if _holds(path, sweep_plan.spec):
             recorded = set(_chunk_records(path))
             done = [c for c in sweep_plan.chunks if c.id in recorded]
             lines.append(f"{out}: {len(done)} of {len(sweep_plan.chunks)} chunks recorded "

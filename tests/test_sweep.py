@@ -146,12 +146,12 @@ def test_checkpoints_restore_params_bit_identically(tmp_path):
     tree = {"params": trained.params, "losses": trained.losses}
     store = sweep._Store(tmp_path, 0, 1)
     store.save_trained("c0", tree, trained.seconds)
-    restored, seconds = store.restore_trained("c0", tree)
+    restored, seconds = store.restore_trained("c0", lambda: tree)
     for a, b in zip(jax.tree.leaves(tree), jax.tree.leaves(restored)):
         assert a.dtype == b.dtype and a.shape == b.shape
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert seconds == trained.seconds
-    assert store.restore_trained("never-saved", tree) is None
+    assert store.restore_trained("never-saved", lambda: tree) is None
 
 
 def test_checkpoints_hold_real_cells_and_restore_for_any_device_count(tmp_path):
@@ -164,10 +164,10 @@ def test_checkpoints_hold_real_cells_and_restore_for_any_device_count(tmp_path):
         calls.append(1)
         return tree, 1.5
 
-    got, seconds, restored = sweep._cached_training(store, lock, "c", {"w": tree["w"][:3]}, train, 3, 4)
+    got, seconds, restored = sweep._cached_training(store, lock, "c", lambda: {"w": tree["w"][:3]}, train, 3, 4)
     assert calls == [1] and not restored and seconds == 1.5
     # Restored for 8 devices: the 3 saved cells, the last repeated; no training.
-    again, seconds, restored = sweep._cached_training(store, lock, "c", {"w": tree["w"][:3]}, train, 3, 8)
+    again, seconds, restored = sweep._cached_training(store, lock, "c", lambda: {"w": tree["w"][:3]}, train, 3, 8)
     assert calls == [1] and restored and seconds == 1.5
     np.testing.assert_array_equal(np.asarray(again["w"]), np.concatenate([tree["w"][:3]] + [tree["w"][2:3]] * 5))
 
