@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+import traceback
+import warnings
+from collections.abc import Callable, Sequence
 
 from chaosjax._parse import parse_formulas, parse_int_range, parse_names, parse_sweep
+from chaosjax.checks import BadInput, as_bad_input, check_out_dir
 
 
 def _add_symbolic(sub) -> None:
@@ -38,7 +41,7 @@ def _add_symbolic(sub) -> None:
     p.add_argument("--out", default="runs/symbolic", help="results directory (default runs/symbolic)")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(handler=_run_symbolic)
+    p.set_defaults(prepare=_prepare_symbolic)
 
 
 def _symbolic_config(args):
@@ -63,10 +66,17 @@ def _symbolic_config(args):
     )
 
 
-def _run_symbolic(args) -> int:
+def _prepare_symbolic(args) -> Callable[[], int]:
+    config = _symbolic_config(args)
+    config.validate()
+    check_out_dir(args.out, overwrite=args.overwrite)
+    return lambda: _run_symbolic(args, config)
+
+
+def _run_symbolic(args, config=None) -> int:
     from chaosjax.tracks.symbolic import run, summary_table
 
-    config = _symbolic_config(args)
+    config = config if config is not None else _symbolic_config(args)
     frame = run(config, out=args.out, overwrite=args.overwrite, progress=not args.quiet)
     print(summary_table(frame))
     print(f"\nresults: {args.out}/results.csv  config: {args.out}/config.json")
@@ -84,7 +94,7 @@ def _add_report(sub) -> None:
     )
     p.add_argument("dir", help="a results directory (holding results.csv), e.g. runs/default")
     p.add_argument("--svg", action="store_true", help="also write SVG copies of the figures")
-    p.set_defaults(handler=_run_report)
+    p.set_defaults(prepare=_prepare_report)
 
 
 def _print_report(result) -> None:
@@ -92,27 +102,45 @@ def _print_report(result) -> None:
     print(f"figures: {result.figure_dir}/ ({', '.join(p.name for p in result.figures)})")
 
 
-def _run_report(args) -> int:
-    from chaosjax.report import report
+def _prepare_report(args) -> Callable[[], int]:
+    from chaosjax.report import check, report
 
-    _print_report(report(args.dir, formats=("png", "svg") if args.svg else ("png",)))
-    return 0
+    formats = ("png", "svg") if args.svg else ("png",)
+    check(args.dir, formats=formats)  # every check of the table and the galleries, before a figure is drawn
+
+    def job() -> int:
+        _print_report(report(args.dir, formats=formats))
+        return 0
+
+    return job
 
 
-def _run_default(args) -> int:
+def _prepare_default(args) -> Callable[[], int]:
     """`make run`: the symbolic track with the study's defaults, then its report."""
     from chaosjax.report import report
 
-    args = build_parser().parse_args(["symbolic", "--out", args.out, "--overwrite"])
-    code = _run_symbolic(args)
-    if code == 0:
-        print()
-        _print_report(report(args.out))
-    return code
+    symbolic = build_parser().parse_args(["symbolic", "--out", args.out, "--overwrite"])
+    _prepare_symbolic(symbolic)
+
+    def job() -> int:
+        code = _run_symbolic(symbolic)
+        if code == 0:
+            print()
+            _print_report(report(symbolic.out))
+        return code
+
+    return job
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors in one line (the usage itself is one `--help` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="chaosjax",
         description="Benchmark post-hoc attribution methods where signal is scarce (ChaosMining in JAX).",
     )
@@ -128,22 +156,55 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(sub)
     default = sub.add_parser("run-default", help="the default job of `make run`: the symbolic track, study defaults")
     default.add_argument("--out", default="runs/default")
-    default.set_defaults(handler=_run_default)
+    default.set_defaults(prepare=_prepare_default)
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"chaosjax: warning: {_one_line(Warning(message))}", file=sys.stderr if file is None else file)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the exit code: 0 done, 2 bad input (one line on stderr, nothing written),
+    1 an internal error (a bug: its traceback, then one line), 130 interrupted.
+
+    A subcommand registers `prepare(args) -> job`: it builds and checks everything the job needs and touches
+    nothing, so any ValueError/TypeError it raises is the input's fault; the job does the work, and there only
+    `BadInput` (data the run cannot use, found on the way) is the input's fault. A subcommand that registers a
+    plain `handler(args) -> int` instead has its ValueError/TypeError taken as bad input throughout.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        return args.handler(args)
-    except (ValueError, TypeError) as err:
-        # Bad input is reported in one line, without a traceback.
-        print(f"chaosjax: error: {err}", file=sys.stderr)
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help (0), or a usage error, already printed in one line (2)
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            if getattr(args, "out", None) is not None:
+                with as_bad_input():  # a file in the way of --out is bad input for every command
+                    check_out_dir(args.out, overwrite=True)
+            if hasattr(args, "prepare"):
+                with as_bad_input():
+                    job = args.prepare(args)
+                return job()
+            with as_bad_input():
+                return args.handler(args)
+    except BadInput as err:
+        print(f"chaosjax: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("chaosjax: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 -- anything else is a bug of ours: say so, with its traceback
+        traceback.print_exc()
+        print(f"chaosjax: internal error ({type(err).__name__}): this is a bug in chaosjax, not a problem with "
+              "your input; please report it with the traceback above", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -11,7 +11,11 @@ take Paul Tol's "muted" colours in sorted order and are drawn dashed. Method nam
 
 Bad input -- a directory without ``results.csv``, an empty or malformed table, an unknown track, missing
 columns, a ``config.json`` with a ``schema_version`` newer than this chaosjax reads, a malformed
-``examples.npz`` -- raises a one-line ``ValueError`` before anything is written.
+``examples.npz`` -- raises a one-line ``ValueError`` before anything is written. A corrupt table is refused
+with the file and line named: a row cut mid-way (a last line without its end of line, or a row with fewer
+or more fields than the header), a row without the identity of its cell (a track, method, formula or
+condition left empty), the same cell twice (rows equal in every column but the measured ones), or an
+infinite number. Metrics may be NaN (not measured; a model whose training diverged).
 
 The contract for tracks (what each track writes so that this module can report it)
 ----------------------------------------------------------------------------------
@@ -64,6 +68,8 @@ At most ``MAX_EXAMPLES`` examples are drawn. Without the file the report says so
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
@@ -87,6 +93,7 @@ __all__ = [
     "OKABE_ITO",
     "TRACKS",
     "Report",
+    "check",
     "load",
     "method_colors",
     "report",
@@ -176,6 +183,70 @@ _NUMERIC = {
 }
 
 
+#: Columns that hold what a run measured; every other column is part of a row's identity (two rows equal on all of
+#: them describe the same cell: a duplicate).
+_MEASURED = frozenset({
+    "functional_precision", "uniform_score", "consistency", "test_mae", "pred_score", "initial_loss", "final_loss",
+    "seconds", "train_seconds", "accuracy", "top5", "iou", "iou_corrected", "mass_in_box", "pointing",
+    "channel_mass", "channel_hit", "balanced_accuracy", "roc_auc", "mlp_test_mae", "mlp_balanced_accuracy",
+    "mlp_roc_auc", "features_kept", "final", "selected",
+})
+
+
+def _data_lines(results: Path) -> list[int]:
+    """The file line of each data row (the header is line 1); refuses a row cut mid-way: a last line without its
+    end of line (chaosjax ends every row with one), or a row with another number of fields than the header."""
+    try:
+        text = results.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"report: {results} is not a CSV table (not UTF-8 text: {err.reason})") from None
+    if text and not text.endswith("\n"):
+        last = text.count("\n") + 1
+        raise ValueError(f"report: {results}: line {last} is cut off (no end of line): the file was truncated "
+                         "mid-row; rerun the track (or a sweep, which resumes) to rewrite it")
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    lines = []
+    for row in reader:
+        if not row:  # a blank line, which the CSV reader skips too
+            continue
+        if header is not None and len(row) != len(header):
+            raise ValueError(f"report: {results}: line {reader.line_num} has {len(row)} fields, the header "
+                             f"{len(header)}: a row cut mid-way or an edited one")
+        lines.append(reader.line_num)
+    return lines
+
+
+def _check_rows(frame: pd.DataFrame, results: Path, lines: list[int]) -> None:
+    """Refuses rows that cannot be a cell of a run: no identity, twice the same cell, an infinite number."""
+    def line(i: int) -> int:
+        return lines[i] if i < len(lines) else i + 2
+
+    empty = frame["track"].isna() | (frame["track"].astype(str).str.strip() == "")
+    if empty.any():
+        raise ValueError(f"report: {results}: line {line(int(np.argmax(empty.to_numpy())))} has no track")
+    for track in _present(frame):
+        sub = frame[frame["track"] == track]
+        for column in [c for c in _REQUIRED[track] if c not in _MEASURED and c in sub.columns]:
+            empty = (sub[column].isna() | (sub[column].astype(str).str.strip() == "")).to_numpy()
+            if empty.any():
+                raise ValueError(f"report: {results}: line {line(int(sub.index[np.argmax(empty)]))} has no {column} "
+                                 f"(a {track} row needs one)")
+    numeric = frame.select_dtypes(include="number")
+    infinite = np.isinf(numeric.to_numpy(np.float64))
+    if infinite.any():
+        i, j = np.argwhere(infinite)[0]
+        raise ValueError(f"report: {results}: line {line(int(i))}: {numeric.columns[j]} is {numeric.iat[i, j]}; "
+                         "a number there must be finite (or empty, NaN, when not measured)")
+    identity = [c for c in frame.columns if c not in _MEASURED]
+    seen: dict[tuple, int] = {}
+    for i, key in enumerate(frame[identity].astype(str).itertuples(index=False, name=None)):
+        if key in seen:
+            raise ValueError(f"report: {results}: line {line(i)} repeats the cell of line {line(seen[key])}; a table "
+                             "holds each cell once (rows written twice by an interrupted run?)")
+        seen[key] = i
+
+
 def _check_schema(version: Any, where: Path) -> None:
     if isinstance(version, bool) or not isinstance(version, (int, np.integer)):
         raise ValueError(f"report: {where}: schema_version must be an integer, got {version!r}")
@@ -189,8 +260,9 @@ def _check_schema(version: Any, where: Path) -> None:
 def load(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Reads and checks a results directory: ``(results.csv as a DataFrame, config.json as a dict or {})``.
 
-    Raises a one-line ``ValueError`` for a missing directory or results file, an empty or malformed table, a
-    newer ``schema_version``, an unknown track or missing columns.
+    Raises a one-line ``ValueError`` for a missing directory or results file, an empty, malformed or corrupt
+    table (naming the line: a row cut mid-way, a cell without its identity or twice, an infinite number), a newer
+    ``schema_version``, an unknown track or missing columns.
     """
     root = Path(path)
     if not root.exists():
@@ -211,6 +283,7 @@ def load(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
             raise ValueError(f"report: {config} must hold a JSON object, got {type(meta).__name__}")
         if "schema_version" in meta:
             _check_schema(meta["schema_version"], results)
+    lines = _data_lines(results)
     try:
         frame = pd.read_csv(results, dtype={c: str for c in _STR_COLUMNS})
     except pd.errors.EmptyDataError:
@@ -224,8 +297,7 @@ def load(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
         raise ValueError(f"report: {results} has no 'track' column; it is not a chaosjax results table")
     if frame.empty:
         raise ValueError(f"report: {results} holds no result rows")
-    frame["track"] = frame["track"].fillna("")
-    unknown = sorted(set(frame["track"]) - set(TRACKS))
+    unknown = sorted(set(frame["track"].dropna()) - set(TRACKS))
     if unknown:
         raise ValueError(f"report: {results}: unknown track {unknown}; this chaosjax reports {', '.join(TRACKS)}")
     for track in _present(frame):
@@ -241,6 +313,7 @@ def load(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
         for column in _NUMERIC[track]:
             if not pd.api.types.is_numeric_dtype(sub[column]):
                 raise ValueError(f"report: {results}: column {column} of the {track} rows must be numeric")
+    _check_rows(frame, results, lines)
     for column in ("sweep_axis", "method"):
         if column in frame.columns:
             frame[column] = frame[column].fillna("")
@@ -307,6 +380,26 @@ def _load_examples(root: Path, track: str, several: bool) -> dict[str, np.ndarra
 # ----------------------------------------------------------------------------------------------- the driver
 
 
+def _checked(root: Path, formats: Sequence[str]):
+    """Every check `report` makes before it draws: (formats, results frame, config.json, examples per track)."""
+    if isinstance(formats, str) or not isinstance(formats, Iterable):
+        raise TypeError(f"report: formats: expected a sequence of names, got {formats!r}")
+    formats = tuple(dict.fromkeys(["png", *(str(f).lower().lstrip(".") for f in formats)]))
+    bad = [f for f in formats if f not in _FORMATS]
+    if bad:
+        raise ValueError(f"report: formats: unknown {bad}; expected some of {', '.join(_FORMATS)}")
+    frame, meta = load(root)
+    tracks = _present(frame)
+    examples = {t: _load_examples(root, t, len(tracks) > 1) for t in tracks if t in ("vision", "audio")}
+    return formats, frame, meta, examples
+
+
+def check(path: str | os.PathLike, *, formats: Sequence[str] = ("png",)) -> None:
+    """Runs every check of `report` (the results table, config.json, the example galleries, the formats) without
+    drawing or writing anything; raises the same one-line ``ValueError``."""
+    _checked(Path(path), formats)
+
+
 def report(
     path: str | os.PathLike,
     *,
@@ -323,28 +416,32 @@ def report(
       ValueError: one line naming the problem (see the module docstring), before anything is written.
     """
     root = Path(path)
-    formats = tuple(dict.fromkeys(["png", *(str(f).lower().lstrip(".") for f in formats)]))
-    bad = [f for f in formats if f not in _FORMATS]
-    if bad:
-        raise ValueError(f"report: formats: unknown {bad}; expected some of {', '.join(_FORMATS)}")
-    frame, meta = load(root)
+    formats, frame, meta, examples = _checked(root, formats)
     tracks = _present(frame)
-    examples = {t: _load_examples(root, t, len(tracks) > 1) for t in tracks if t in ("vision", "audio")}
     figdir = root / "figures"
+    created = not figdir.exists()
     figdir.mkdir(exist_ok=True)
+    before = set(figdir.iterdir())
 
     import matplotlib
 
     sections, figures = [], []
-    with matplotlib.rc_context(_FONT):
-        for track in tracks:
-            sub = frame[frame["track"] == track].reset_index(drop=True)
-            sub = sub.dropna(axis=1, how="all")  # columns another track filled
-            draw = _REPORTERS[track]
-            kwargs = {"examples": examples[track]} if track in examples else {}
-            text, paths = draw(sub, meta, figdir, formats=formats, **kwargs)
-            sections.append(text)
-            figures.extend(paths)
+    try:
+        with matplotlib.rc_context(_FONT):
+            for track in tracks:
+                sub = frame[frame["track"] == track].reset_index(drop=True)
+                sub = sub.dropna(axis=1, how="all")  # columns another track filled
+                draw = _REPORTERS[track]
+                kwargs = {"examples": examples[track]} if track in examples else {}
+                text, paths = draw(sub, meta, figdir, formats=formats, **kwargs)
+                sections.append(text)
+                figures.extend(paths)
+    except BaseException:  # a failed report leaves the directory as it found it
+        for new in set(figdir.iterdir()) - before:
+            new.unlink()
+        if created:
+            figdir.rmdir()
+        raise
 
     lines = [f"# chaosjax report: `{root.resolve().name}`", "", _provenance(root, frame, meta), ""]
     markdown = "\n".join(lines + sections).rstrip() + "\n"

@@ -5,8 +5,9 @@ features by mean |attribution| and keeps the best `n_{r+1}` of them. Features ar
 away: a round is a fixed-width 0/1 mask over the columns (the network sees `x * mask`), so every
 round of every elimination has the same shapes and reuses one compiled train-and-attribute program.
 All rounds run inside one `jit` (a `lax.scan` over rounds), and a grid of eliminations
-(datasets x seeds x methods x schedules) is one `vmap` over that scan; different attribution
-methods in one grid are selected per member with `lax.switch`.
+(datasets x seeds x methods x schedules) is one program: its members are grouped by method
+statically, one `vmap` over that scan per method. (A `lax.switch` over methods under `vmap` would
+become a select, and every member would compute every method in every round.)
 
     counts = keep_counts(160, 10, parse_schedule("halve"))   # (160, 80, 40, 20, 10)
     result = eliminate(problems, counts, method_ids, keys, methods=("saliency", "deeplift"), ...)
@@ -138,11 +139,21 @@ class RoundRecord(NamedTuple):
     importance: jax.Array  # (W,) mean |attribution| over the ranking rows (0 on dropped columns)
 
 
-def _keep_top(score: jax.Array, n: jax.Array) -> jax.Array:
-    """Mask of the `n` highest scores; `n` may be traced. Ties go to the lower column index."""
-    order = jnp.argsort(-score, stable=True)
+def _keep_top(score: jax.Array, n: jax.Array, key: jax.Array | None = None,
+              eligible: jax.Array | None = None) -> jax.Array:
+    """Mask of the `n` highest scores among the `eligible` columns (default: all); `n` may be traced.
+
+    A non-finite score (a NaN attribution of a diverged model) ranks below every finite one. Ties are broken at
+    random with `key`: a fixed order would hand them to the lower column indices, which for the symbolic data are
+    the predictive ones by construction, so a dead model (all scores tied) would look perfect. Without `key`,
+    ties go to the lower column index.
+    """
+    eligible = jnp.ones(score.shape, bool) if eligible is None else eligible
+    finite = jnp.where(jnp.isfinite(score), score, -jnp.inf)
+    tie = jnp.arange(score.shape[0]) if key is None else jax.random.permutation(key, score.shape[0])
+    order = jnp.lexsort((tie, -finite, ~eligible))  # eligible first, then by score, then the tie-break
     rank = jnp.argsort(order, stable=True)
-    return rank < n
+    return (rank < n) & eligible
 
 
 def roc_auc(score: jax.Array, label: jax.Array) -> jax.Array:
@@ -170,32 +181,27 @@ def balanced_accuracy(logit: jax.Array, label: jax.Array) -> jax.Array:
     return (tpr + tnr) / 2
 
 
-def _method_branches(model: Functional, methods: tuple[str, ...], options: tuple) -> list:
-    """One `(params, mask, x, key, refs) -> attr` function per method name, for `lax.switch`."""
-    opts = dict(options)
+def _method_fn(model: Functional, name: str, options: tuple):
+    """The `(params, mask, x, key, refs) -> attr` function of method `name`."""
+    fn = attribution.METHODS[name]
+    kwargs = dict(dict(options).get(name, ()))
 
-    def branch(name):
-        fn = attribution.METHODS[name]
-        kwargs = dict(opts.get(name, ()))
+    def call(params, mask, x, key, refs):
+        f = lambda z: model.apply(params, z * mask)[:, 0]  # noqa: E731
+        extra = {}
+        if name in attribution.NEEDS_KEY:
+            extra["key"] = key
+        if name == "gradient_shap":
+            extra["baselines"] = refs
+        return fn(f, x, **kwargs, **extra)
 
-        def call(params, mask, x, key, refs):
-            f = lambda z: model.apply(params, z * mask)[:, 0]  # noqa: E731
-            extra = {}
-            if name in attribution.NEEDS_KEY:
-                extra["key"] = key
-            if name == "gradient_shap":
-                extra["baselines"] = refs
-            return fn(f, x, **kwargs, **extra)
-
-        return call
-
-    return [branch(name) for name in methods]
+    return call
 
 
-def _eliminate_one(problem: Problem, counts, method_id, key, initial_mask, *, model, methods, options, task,
+def _eliminate_one(problem: Problem, counts, key, initial_mask, *, model, method, options, task,
                    epochs, learning_rate, optimizer, early_stop, train_batch_size):
     loss = "mse" if task == "regression" else "bce"
-    branches = _method_branches(model, methods, options)
+    attribute = _method_fn(model, method, options)
     dtype = problem.x_train.dtype
     num_rounds = counts.shape[0]
 
@@ -223,8 +229,7 @@ def _eliminate_one(problem: Problem, counts, method_id, key, initial_mask, *, mo
             bal, auc = balanced_accuracy(out_test, problem.y_test), roc_auc(out_test, problem.y_test)
 
         refs = problem.x_train[:32]
-        # lax.switch passes arrays only, so each branch rebuilds f from the params and the mask.
-        attr = jax.lax.switch(method_id, branches, p, as_float, problem.x_rank, jax.random.fold_in(kr, 2), refs)
+        attr = attribute(p, as_float, problem.x_rank, jax.random.fold_in(kr, 2), refs)
         importance = jnp.where(mask, jnp.mean(jnp.abs(attr), axis=0), 0.0)
         kept = jnp.sum(mask)
         n_true = jnp.sum(problem.predictive)
@@ -240,8 +245,8 @@ def _eliminate_one(problem: Problem, counts, method_id, key, initial_mask, *, mo
         stop_now = early_stop & rose & ~stopped
         # Eliminate: rank the kept features (dropped ones score -inf) and keep the next count.
         next_count = counts[jnp.minimum(r + 1, num_rounds - 1)]
-        score = jnp.where(mask, record.importance, -jnp.inf)
-        eliminated = _keep_top(score, next_count) & mask
+        eliminated = _keep_top(record.importance, next_count, jax.random.fold_in(jax.random.fold_in(key, r), 3),
+                               eligible=mask)
         halted = stopped | stop_now
         # Once the loss rises, go back to the features before the rise and keep them.
         next_mask = jnp.where(stop_now, previous_mask, jnp.where(halted, mask, eliminated))
@@ -254,15 +259,31 @@ def _eliminate_one(problem: Problem, counts, method_id, key, initial_mask, *, mo
 
 @functools.partial(
     jax.jit,
-    static_argnames=("model", "methods", "options", "task", "epochs", "optimizer", "early_stop", "train_batch_size"),
+    static_argnames=("model", "methods", "groups", "options", "task", "epochs", "optimizer", "early_stop",
+                     "train_batch_size"),
 )
-def _eliminate_grid(problems, counts, method_ids, keys, initial_masks, learning_rate, *, model, methods, options,
+def _eliminate_grid(problems, counts, keys, initial_masks, learning_rate, *, model, methods, groups, options,
                     task, epochs, optimizer, early_stop, train_batch_size):
+    """`groups[i]`: the members (grid indices) ranked by `methods[i]`; each group is one `vmap` of its own
+    method, and the records are put back in grid order."""
     _TRACES["eliminate"] += 1
-    one = functools.partial(_eliminate_one, model=model, methods=methods, options=options, task=task, epochs=epochs,
-                            learning_rate=learning_rate, optimizer=optimizer, early_stop=early_stop,
-                            train_batch_size=train_batch_size)
-    return jax.vmap(one)(problems, counts, method_ids, keys, initial_masks)
+    size = keys.shape[0]
+    parts = []
+    for method, members in zip(methods, groups):
+        if not members:
+            continue
+        one = functools.partial(_eliminate_one, model=model, method=method, options=options, task=task,
+                                epochs=epochs, learning_rate=learning_rate, optimizer=optimizer,
+                                early_stop=early_stop, train_batch_size=train_batch_size)
+        args = (problems, counts, keys, initial_masks)
+        if members != tuple(range(size)):  # a whole grid of one method is used in place, without a gather
+            index = np.asarray(members)
+            args = jax.tree.map(lambda a: a[index], args)
+        parts.append((members, jax.vmap(one)(*args)))
+    if len(parts) == 1:
+        return parts[0][1]
+    inverse = np.argsort(np.concatenate([np.asarray(m) for m, _ in parts]))
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs)[inverse], *[r for _, r in parts])
 
 
 _TRACES: dict[str, int] = {"eliminate": 0}
@@ -306,10 +327,11 @@ def eliminate(
         padding in `valid`).
       counts: `(G, R)` features kept before each round (`keep_counts`, stacked by `pad_counts`); round
         `R - 1` is the final model on the final set. Counts are traced: schedules may differ per member.
-      method_ids: `(G,)` index into `methods` of each member's ranking method.
+      method_ids: `(G,)` index into `methods` of each member's ranking method; concrete (not traced): members
+        are grouped by method when the program is built, so a member computes its own method only.
       keys: `(G,)` PRNG keys (network inits, training, attribution noise).
       model: the `Functional` network (one output: a regression value or a logit).
-      methods: names from `chaosjax.attribution.METHODS`; every one of them is compiled into the program.
+      methods: names from `chaosjax.attribution.METHODS`; each one used by a member is compiled into the program.
       initial_masks: `(G, W)` bool starting masks; default `valid`.
       task: `regression` (MSE, test MAE) or `classification` (BCE on a logit; balanced accuracy, ROC-AUC).
       epochs, learning_rate, optimizer, train_batch_size: training of every round (`chaosjax.train.fit`).
@@ -318,7 +340,7 @@ def eliminate(
       method_options: per-method keyword options, e.g. `{"integrated_gradients": {"steps": 20}}`. Methods
         that evaluate many draws get `batch_size` from `draw_batch_size()` unless it is given here.
 
-    Cost: `R` trainings plus `R` attributions per member, all members in one `vmap`.
+    Cost: `R` trainings plus `R` attributions (of its own method) per member; one `vmap` per method.
     """
     if task not in TASKS:
         raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
@@ -327,11 +349,17 @@ def eliminate(
     if unknown or not methods:
         raise ValueError(f"methods: unknown {unknown!r}; expected names from {', '.join(attribution.METHODS)}")
     counts = jnp.asarray(counts, jnp.int32)
-    method_ids = jnp.asarray(method_ids, jnp.int32)
+    if isinstance(method_ids, jax.core.Tracer):
+        raise TypeError("method_ids: must be concrete (members are grouped by method when the program is built), "
+                        "got a traced value")
+    method_ids = np.asarray(jax.device_get(method_ids))
     size = problems.x_train.shape[0]
     if counts.ndim != 2 or counts.shape[0] != size or method_ids.shape != (size,):
         raise ValueError(f"counts must be (G, R) and method_ids (G,) with G={size}; got {counts.shape}, "
                          f"{method_ids.shape}")
+    if not np.issubdtype(method_ids.dtype, np.integer) or method_ids.min() < 0 or method_ids.max() >= len(methods):
+        raise ValueError(f"method_ids: expected integers in [0, {len(methods)}), got {method_ids!r}")
+    groups = tuple(tuple(int(g) for g in np.flatnonzero(method_ids == i)) for i in range(len(methods)))
     if early_stop:
         # One more round trains the set restored after a rise (or repeats the final one).
         counts = jnp.concatenate([counts, counts[:, -1:]], axis=1)
@@ -341,8 +369,9 @@ def eliminate(
     for name in set(methods) & set(DRAW_METHODS):
         merged.setdefault(name, {}).setdefault("batch_size", draw_batch_size())
     options = tuple(sorted((name, tuple(sorted(opts.items()))) for name, opts in merged.items()))
-    return _eliminate_grid(problems, counts, method_ids, keys, jnp.asarray(initial_masks, bool),
-                           jnp.asarray(learning_rate, jnp.float32), model=model, methods=methods, options=options,
+    return _eliminate_grid(problems, counts, keys, jnp.asarray(initial_masks, bool),
+                           jnp.asarray(learning_rate, jnp.float32), model=model, methods=methods, groups=groups,
+                           options=options,
                            task=task, epochs=int(epochs), optimizer=optimizer, early_stop=bool(early_stop),
                            train_batch_size=train_batch_size)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 BatchFn = Callable[[Array], Array]
@@ -43,6 +44,16 @@ def check_positive_int(value: Any, name: str, method: str) -> int:
     return value
 
 
+def check_stdev(stdev: Any, method: str) -> None:
+    """`stdev` must be a number >= 0 (checked when known: a NaN would make every noisy copy NaN)."""
+    if not is_concrete(stdev):
+        return
+    value = np.asarray(stdev)
+    if isinstance(stdev, bool) or value.ndim or value.dtype.kind not in "iuf" or not np.isfinite(value) \
+            or not value >= 0:
+        raise ValueError(f"{method}: `stdev` must be a finite number >= 0, got {stdev!r}")
+
+
 def check_batch_size(batch_size: Any, method: str) -> int | None:
     if batch_size is None:
         return None
@@ -55,8 +66,21 @@ def check_choice(value: Any, name: str, choices: tuple[str, ...] | list[str], me
     return value
 
 
+def is_concrete(value: Any) -> bool:
+    """Whether `value` holds known numbers (not a tracer inside `jit`/`vmap`/`grad`), so checks on values can run."""
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(value))
+
+
+def check_finite(value: Any, name: str, method: str) -> None:
+    """A ValueError if concrete `value` holds NaN or inf (a traced one cannot be checked, and is not)."""
+    if is_concrete(value) and not np.all(np.isfinite(np.asarray(value, dtype=np.float64))):
+        raise ValueError(f"{method}: `{name}` must be finite, got NaN or inf")
+
+
 def broadcast_baseline(baseline: Any, x: Array, method: str, name: str = "baseline") -> Array:
-    """A scalar, a per-sample `x.shape[1:]` array or a full `x.shape` array, broadcast to `x.shape`."""
+    """A scalar, a per-sample `x.shape[1:]` array or a full `x.shape` array, broadcast to `x.shape`; finite when its
+    values are known (a NaN baseline would turn every attribution into NaN)."""
+    check_finite(baseline, name, method)  # before jnp.asarray, which inside jit would make it a tracer
     b = jnp.asarray(baseline, dtype=x.dtype)
     if b.shape not in ((), x.shape[1:], x.shape):
         raise ValueError(
@@ -111,12 +135,20 @@ def target(apply_fn: Callable[[Array], Array], target: Any) -> BatchFn:
 
         f = target(lambda x: model_apply(params, x), labels)
         attr = integrated_gradients(f, x)
+
+    An index outside `[0, C)` is refused with a ValueError when `target` holds known numbers (the check runs
+    when `f` is first traced and sees `C`). A traced `target` (computed inside `jit` or `vmap`, e.g. the
+    predicted class) cannot be checked: there, an index outside `[0, C)`, negative ones included, selects NaN,
+    so the attributions come out NaN rather than silently of another class.
     """
+    if isinstance(target, bool) or (isinstance(target, (list, tuple)) and any(isinstance(v, bool) for v in target)):
+        raise TypeError(f"target: class indices must be integers, got {target!r}")
     t = jnp.asarray(target)
     if not jnp.issubdtype(t.dtype, jnp.integer):
         raise TypeError(f"target: class indices must be integers, got dtype {t.dtype}")
     if t.ndim > 1:
         raise ValueError(f"target: expected a scalar or a (B,) array of class indices, got shape {t.shape}")
+    known = np.asarray(t) if is_concrete(t) else None  # the values, to check against C once f sees the logits
 
     def f(x: Array) -> Array:
         logits = apply_fn(x)
@@ -126,7 +158,13 @@ def target(apply_fn: Callable[[Array], Array], target: Any) -> BatchFn:
             raise ValueError(
                 f"target: {t.shape[0]} targets for a batch of {logits.shape[0]}; pass one target per sample"
             )
+        classes = logits.shape[1]
+        if known is not None and known.size and (known.min() < 0 or known.max() >= classes):
+            bad = int(known.min()) if known.min() < 0 else int(known.max())
+            raise ValueError(f"target: class index {bad} is outside the {classes} classes of apply_fn's output "
+                             f"(expected 0 to {classes - 1})")
         idx = jnp.broadcast_to(t, (logits.shape[0],))
+        idx = jnp.where(idx < 0, classes, idx)  # out of range either way: the gather fills NaN (negatives would wrap)
         return jnp.take_along_axis(logits, idx[:, None], axis=1)[:, 0]
 
     return f

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 
 from chaosjax.attribution._core import Array, BatchFn, check_inputs, gradient
 
@@ -15,6 +16,8 @@ def saliency(f: BatchFn, x: Array, *, absolute: bool = True) -> Array:
     Cost: one forward and one backward pass over the batch.
     Captum: `Saliency(f).attribute(x, abs=absolute)`.
     """
+    if not isinstance(absolute, (bool, np.bool_)):
+        raise TypeError(f"saliency: `absolute` must be True or False, got {absolute!r}")
     x = check_inputs(f, x, "saliency")
     g = gradient(f, x)
     return jnp.abs(g) if absolute else g

@@ -15,6 +15,7 @@ from chaosjax.attribution._core import (
     check_choice,
     check_inputs,
     check_positive_int,
+    check_stdev,
     sum_over_draws,
 )
 from chaosjax.attribution.deeplift import deeplift
@@ -51,6 +52,7 @@ def smoothgrad_inputs(key: Array, x: Array, *, samples: int = 50, stdev: float =
     """
     x = jnp.asarray(x)
     check_positive_int(samples, "samples", "smoothgrad_inputs")
+    check_stdev(stdev, "smoothgrad_inputs")
     scale = _noise_scale(x, stdev)
     return jax.vmap(lambda k: _noisy_input(key, k, x, scale))(jnp.arange(samples))
 
@@ -93,8 +95,7 @@ def smoothgrad(
     batch_size = check_batch_size(batch_size, "smoothgrad")
     check_choice(kind, "kind", KINDS, "smoothgrad")
     check_choice(method, "method", tuple(BASE_METHODS), "smoothgrad")
-    if stdev < 0:
-        raise ValueError(f"smoothgrad: `stdev` must be >= 0, got {stdev!r}")
+    check_stdev(stdev, "smoothgrad")
     base = BASE_METHODS[method]
     kwargs = dict(method_kwargs or {})
     scale = _noise_scale(x, stdev)

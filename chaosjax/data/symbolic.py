@@ -353,6 +353,45 @@ def formulas(protocol: str = "paper") -> tuple[Formula, ...]:
     return FORMULAS if protocol == "paper" else _CORRECTED
 
 
+def check_on_range(f: Formula, *, bound: float = 1.0) -> list[str]:
+    """Refuses a formula the benchmark cannot learn from: one that is not finite somewhere on ``[-bound, bound]^m``
+    (``make_dataset`` clips every column to ``[-1, 1]``; e.g. ``1/a`` at ``a = 0``, ``log(a)`` for ``a < 0``,
+    an overflow) or constant there (``sin(a)**2 + cos(a)**2``: nothing to attribute). Returns warnings (one per
+    variable that has no effect on the range: declared predictive, but noise), and raises ``ValueError`` otherwise.
+
+    A numerical probe, in float32 as the data: 64 random points, and along each variable a grid of 201 values
+    (``0`` and ``±bound`` included) at 8 of them.
+    """
+    f = _as_formula(f)
+    rng = np.random.default_rng(0)
+    base = rng.uniform(-bound, bound, (64, f.m))
+    grid = np.linspace(-bound, bound, 201)
+    lines = []
+    for j in range(f.m):
+        line = np.repeat(base[:8], grid.size, axis=0)
+        line[:, j] = np.tile(grid, 8)
+        lines.append(line)
+    x = np.concatenate([base, *lines]).astype(np.float32)
+    with np.errstate(all="ignore"):
+        y = np.asarray(f(jnp.asarray(x)), np.float64)
+    bad = ~np.isfinite(y)
+    if bad.any():
+        at = ", ".join(f"{v}={float(x[np.argmax(bad), i]):.3g}" for i, v in enumerate(f.variables))
+        raise ValueError(f"formula {f.text!r} is not finite ({y[np.argmax(bad)]}) at {at}: it must be defined on "
+                         f"[-{bound:g}, {bound:g}], where every column is sampled")
+    scale = max(1.0, float(np.max(np.abs(y))))
+    if np.ptp(y) <= 1e-5 * scale:
+        raise ValueError(f"formula {f.text!r} is constant ({float(np.mean(y)):.6g}) on [-{bound:g}, {bound:g}]: "
+                         "there is no signal to find")
+    warnings = []
+    along = y[len(base):].reshape(f.m, 8, grid.size)
+    for j, v in enumerate(f.variables):
+        if np.ptp(along[j], axis=1).max() <= 1e-5 * scale:
+            warnings.append(f"formula {f.text!r}: variable {v} has no effect on [-{bound:g}, {bound:g}]; its column "
+                            "counts as predictive but is noise")
+    return warnings
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------------------------------------------

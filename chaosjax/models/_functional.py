@@ -10,19 +10,22 @@ merges that graph definition with the params inside whatever transformation call
 
 A ``Functional`` is a NamedTuple of two plain functions, so it is hashable and can be a static argument of
 ``jax.jit``. Two calls of ``functional`` give two different (unequal) objects; model constructors such as
-``chaosjax.models.mlp.mlp`` cache their result so that equal arguments give the very same ``Functional`` and
-jitted callers do not retrace.
+``chaosjax.models.mlp.mlp`` cache their result (``cached_constructor``) so that equal arguments give the very same
+``Functional`` and jitted callers do not retrace.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+import functools
+import inspect
+import numbers
+from typing import Any, Callable, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-__all__ = ["Functional", "functional", "stateful_functional"]
+__all__ = ["Functional", "cached_constructor", "functional", "stateful_functional"]
 
 Params = Any
 
@@ -40,6 +43,38 @@ class Functional(NamedTuple):
 
     init: Callable[[jax.Array], Params]
     apply: Callable[..., jax.Array]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _normalised(value: Any) -> Any:
+    """One spelling per value: numpy integers as int, lists as tuples (bools stay bools, so validation sees them)."""
+    if isinstance(value, (bool, str)) or value is None:
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, (list, tuple)):
+        return tuple(_normalised(v) for v in value)
+    return value
+
+
+def cached_constructor(constructor: F) -> F:
+    """Caches a model constructor on what its arguments mean, not on how they were written: the arguments are bound
+    to its signature with defaults applied (and ``_normalised``), so ``small_cnn(56)``, ``small_cnn(56, 10)`` and
+    ``small_cnn(image_size=56)`` return the very same ``Functional`` (and a jitted caller compiles once)."""
+    signature = inspect.signature(constructor)
+    build = functools.lru_cache(maxsize=None, typed=True)(constructor)  # typed: width=True is not width=1
+
+    @functools.wraps(constructor)
+    def wrapper(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return build(*(_normalised(v) for v in bound.args), **{k: _normalised(v) for k, v in bound.kwargs.items()})
+
+    wrapper.cache_info = build.cache_info  # type: ignore[attr-defined]
+    wrapper.cache_clear = build.cache_clear  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
 
 
 def _as_key(key: Any) -> jax.Array:

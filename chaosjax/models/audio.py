@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from chaosjax.models._functional import Functional, stateful_functional
+from chaosjax.models._functional import Functional, cached_constructor, stateful_functional
 
 __all__ = ["BODIES", "MODELS", "AudioModel", "Conv1d", "Stem", "audio_functional", "frames", "lstm", "rnn", "tcn", "transformer"]
 
@@ -256,7 +256,7 @@ def _checked(channels, num_classes):
     _check_pos_int("num_classes", num_classes, 2)
 
 
-@functools.lru_cache(maxsize=None)
+@cached_constructor
 def rnn(channels: int = 10, num_classes: int = 35, *, hidden: int = 120, layers: int = 1) -> Functional:
     """Functional stem + Elman RNN (cached by arguments)."""
     _checked(channels, num_classes)
@@ -266,7 +266,7 @@ def rnn(channels: int = 10, num_classes: int = 35, *, hidden: int = 120, layers:
                                                     rngs=rngs))
 
 
-@functools.lru_cache(maxsize=None)
+@cached_constructor
 def lstm(channels: int = 10, num_classes: int = 35, *, hidden: int = 120, layers: int = 1) -> Functional:
     """Functional stem + LSTM (cached by arguments)."""
     _checked(channels, num_classes)
@@ -276,7 +276,7 @@ def lstm(channels: int = 10, num_classes: int = 35, *, hidden: int = 120, layers
                                                     rngs=rngs))
 
 
-@functools.lru_cache(maxsize=None)
+@cached_constructor
 def tcn(channels: int = 10, num_classes: int = 35, *, widths: tuple[int, ...] = (60, 120, 120)) -> Functional:
     """Functional stem + TCN (cached by arguments)."""
     _checked(channels, num_classes)
@@ -288,7 +288,7 @@ def tcn(channels: int = 10, num_classes: int = 35, *, widths: tuple[int, ...] = 
     return audio_functional(lambda rngs: AudioModel("tcn", channels, num_classes, widths=widths, rngs=rngs))
 
 
-@functools.lru_cache(maxsize=None)
+@cached_constructor
 def transformer(channels: int = 10, num_classes: int = 35, *, depth: int = 3, heads: int = 6,
                 ff: int = 240) -> Functional:
     """Functional stem + Transformer encoder over time (cached by arguments); `heads` must divide 60."""

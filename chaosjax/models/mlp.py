@@ -215,7 +215,7 @@ class ResidualMLP(nnx.Module):
         return self.head(h)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=None, typed=True)
 def _mlp_cached(in_features, out_features, depth, width, activation, dropout, residual) -> Functional:
     cls = ResidualMLP if residual else MLP
 

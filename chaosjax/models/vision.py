@@ -34,7 +34,6 @@ ResNet-18 ~1.8, ViT (patch 16, dim 192, depth 6) ~1.3.
 
 from __future__ import annotations
 
-import functools
 import numbers
 from typing import Callable
 
@@ -42,7 +41,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from chaosjax.models._functional import Functional, stateful_functional
+from chaosjax.models._functional import Functional, cached_constructor, stateful_functional
 
 __all__ = ["MODELS", "AlexNet", "ResNet", "SmallCNN", "VGG", "ViT", "alexnet", "resnet18", "small_cnn", "vgg13",
            "vision_functional", "vit"]
@@ -266,7 +265,7 @@ def _checked(image_size, num_classes):
     _check_pos_int("num_classes", num_classes, 2)
 
 
-@functools.lru_cache(maxsize=None)
+@cached_constructor
 def small_cnn(image_size: int, num_classes: int = 10, *, width: int = 16, depth: int = 3) -> Functional:
     """Functional `SmallCNN` (cached by arguments)."""
     _checked(image_size, num_classes)
@@ -275,7 +274,7 @@ def small_cnn(image_size: int, num_classes: int = 10, *, width: int = 16, depth:
     return vision_functional(lambda rngs: SmallCNN(image_size, num_classes, width=width, depth=depth, rngs=rngs))
 
 
-@functools.lru_cache(maxsize=None)
+@cached_constructor
 def alexnet(image_size: int, num_classes: int = 10, *, width: int = 64) -> Functional:
     """Functional `AlexNet` (cached by arguments)."""
     _checked(image_size, num_classes)
@@ -283,7 +282,7 @@ def alexnet(image_size: int, num_classes: int = 10, *, width: int = 64) -> Funct
     return vision_functional(lambda rngs: AlexNet(image_size, num_classes, width=width, rngs=rngs))
 
 
-@functools.lru_cache(maxsize=None)
+@cached_constructor
 def vgg13(image_size: int, num_classes: int = 10, *, width: int = 64, depth: int = 5) -> Functional:
     """Functional `VGG` (VGG-13 with BatchNorm; cached by arguments)."""
     _checked(image_size, num_classes)
@@ -293,7 +292,7 @@ def vgg13(image_size: int, num_classes: int = 10, *, width: int = 64, depth: int
     return vision_functional(lambda rngs: VGG(image_size, num_classes, width=width, depth=depth, rngs=rngs))
 
 
-@functools.lru_cache(maxsize=None)
+@cached_constructor
 def resnet18(image_size: int, num_classes: int = 10, *, width: int = 64, blocks: tuple[int, ...] = (2, 2, 2, 2),
              stem: str = "auto") -> Functional:
     """Functional `ResNet` (ResNet-18 by default; `blocks` sets the depth; cached by arguments)."""
@@ -306,7 +305,7 @@ def resnet18(image_size: int, num_classes: int = 10, *, width: int = 64, blocks:
                                                  rngs=rngs))
 
 
-@functools.lru_cache(maxsize=None)
+@cached_constructor
 def vit(image_size: int, num_classes: int = 10, *, patch: int = 16, dim: int = 192, depth: int = 6, heads: int = 3,
         mlp_ratio: int = 4) -> Functional:
     """Functional `ViT` (cached by arguments); `patch` must divide `image_size`."""

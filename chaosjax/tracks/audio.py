@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import os
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from chaosjax import attribution, classify, metrics
+from chaosjax.checks import check_finite_number, check_seeds, diverged, refuse_or_warn_diverged
 from chaosjax.data import audio as data
 from chaosjax.data.audio import CONDITIONS
 from chaosjax.data.speech import WORDS
@@ -107,21 +107,22 @@ class AudioConfig:
                                              or self.sample_rate not in data.SAMPLE_RATES):
             raise ValueError(f"sample_rate: {self.sample_rate!r} Hz is not supported by the presets; expected one "
                              f"of {', '.join(map(str, data.SAMPLE_RATES))}")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or any(
-                isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in self.seeds):
-            raise ValueError(f"seeds: expected distinct non-negative integers, got {self.seeds!r}")
+        check_seeds(self.seeds)
         for name in ("steps", "batch_size", "n_val", "n_attr", "ig_steps", "smoothgrad_samples", "shap_samples"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {v!r}")
         if self.n_attr > self.n_val:
             raise ValueError(f"n_attr: {self.n_attr} attributed clips exceed the {self.n_val} validation clips")
-        if self.warmup_steps is not None and not 0 <= self.warmup_steps < self.steps:
+        if self.warmup_steps is not None and (isinstance(self.warmup_steps, bool)
+                                              or not isinstance(self.warmup_steps, (int, np.integer))
+                                              or not 0 <= self.warmup_steps < self.steps):
             raise ValueError(f"warmup_steps: expected 0 <= warmup_steps < steps, got {self.warmup_steps!r}")
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise ValueError(f"lr: expected a positive number, got {self.learning_rate!r}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay: expected >= 0, got {self.weight_decay!r}")
+        check_finite_number(self.learning_rate, "lr", positive=True)
+        check_finite_number(self.weight_decay, "weight_decay", low=0.0)
+        if self.background_gain is not None and not 0.0 <= check_finite_number(self.background_gain,
+                                                                               "background_gain") <= 1.0:
+            raise ValueError(f"background_gain: expected a factor in [0, 1], got {self.background_gain!r}")
         if self.attribution_batch_size is not None and (isinstance(self.attribution_batch_size, bool)
                                                         or self.attribution_batch_size < 1):
             raise ValueError(f"attribution_batch_size: expected an integer >= 1, got {self.attribution_batch_size!r}")
@@ -295,6 +296,7 @@ def attribute_cell(config: AudioConfig, model_name: str, condition: str, trained
                               cell.val.label) for i in range(len(seeds))]
     keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 3_000 + ci) for s in seeds])
     variables, keys = place((trained.variables, keys))
+    dead = diverged(trained.losses)  # a model whose loss went non-finite scores NaN, never a number
     rows: list[dict[str, Any]] = []
     for method in config.method_names():
         if on_method is not None:
@@ -304,8 +306,8 @@ def attribute_cell(config: AudioConfig, model_name: str, condition: str, trained
                           options=_method_options(config, method))
         jax.block_until_ready(attr)
         seconds = time.perf_counter() - start
-        mass = np.asarray(jax.vmap(lambda a: metrics.channel_mass(a, cell.channel))(attr))
-        hit = np.asarray(jax.vmap(lambda a: metrics.channel_hit(a, cell.channel))(attr))
+        mass = np.where(dead, np.nan, np.asarray(jax.vmap(lambda a: metrics.channel_mass(a, cell.channel))(attr)))
+        hit = np.where(dead, np.nan, np.asarray(jax.vmap(lambda a: metrics.channel_hit(a, cell.channel))(attr)))
         for si, seed in enumerate(seeds):
             rows.append({
                 "track": "audio", "condition": condition, "model": model_name, "method": method, "seed": seed,
@@ -342,6 +344,7 @@ def run(config: AudioConfig, *, out: str | os.PathLike | None = None, overwrite:
     rows: list[dict[str, Any]] = []
     examples: dict[str, list] = {"inputs": [], "channels": [], "titles": [], **{f"attr_{m}": [] for m in methods}}
     shared = None if composed else _datasets(config, spec, None)
+    dead, labels = [], []
     bar.set_description("data")
     bar.update(1)
     try:
@@ -350,6 +353,8 @@ def run(config: AudioConfig, *, out: str | os.PathLike | None = None, overwrite:
             for mi, name in enumerate(config.models):
                 bar.set_description(f"{condition} {name}: train")
                 trained = train_cell(config, name, condition, data=cell)
+                dead.append(diverged(trained.losses))
+                labels.append(f"{name} {condition}")
                 bar.update(1)
 
                 def on_method(method, condition=condition, name=name):
@@ -364,6 +369,7 @@ def run(config: AudioConfig, *, out: str | os.PathLike | None = None, overwrite:
     finally:
         bar.close()
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    refuse_or_warn_diverged(dead, labels, "lr", config.learning_rate)
     if path is not None:
         path.mkdir(parents=True, exist_ok=True)
         arrays = {k: np.stack(v) for k, v in examples.items() if k not in ("channels", "titles")}
@@ -475,7 +481,9 @@ def add_cli(sub) -> None:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
 
-    def handler(args) -> int:
+    def prepare(args):
+        from chaosjax.checks import check_out_dir
+
         config = AudioConfig(
             conditions=parse_names(args.conditions, "--conditions") or data.CONDITIONS,
             models=parse_names(args.models, "--models") or tuple(models.MODELS),
@@ -485,9 +493,15 @@ def add_cli(sub) -> None:
             batch_size=args.batch_size, learning_rate=args.lr, n_val=args.n_val, n_attr=args.n_attr,
             ig_steps=args.ig_steps, random_onset=args.random_onset, background_gain=args.background_gain,
         )
-        frame = run(config, out=args.out, overwrite=args.overwrite, progress=not args.quiet)
-        print(summary_table(frame))
-        print(f"\nresults: {args.out}/results.csv  config: {args.out}/config.json  figures: {args.out}/figures/")
-        return 0
+        config.validate()
+        check_out_dir(args.out, overwrite=args.overwrite)
 
-    p.set_defaults(handler=handler)
+        def job() -> int:
+            frame = run(config, out=args.out, overwrite=args.overwrite, progress=not args.quiet)
+            print(summary_table(frame))
+            print(f"\nresults: {args.out}/results.csv  config: {args.out}/config.json  figures: {args.out}/figures/")
+            return 0
+
+        return job
+
+    p.set_defaults(prepare=prepare)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from chaosjax import attribution, rfe
+from chaosjax.checks import BadInput, as_bad_input, check_distinct, check_finite_number, check_seeds, refuse_or_warn_diverged
 from chaosjax.data import symbolic as data
 from chaosjax.models import mlp
+from chaosjax.models.mlp import ACTIVATIONS
 from chaosjax.train import OPTIMIZERS
 
 DATASETS = ("symbolic", "breast_cancer", "diabetes", "csv")
@@ -62,35 +65,80 @@ class RFEConfig:
     ig_steps: int = 10
 
     def validate(self) -> None:
+        """Raises ValueError/TypeError naming the bad field, before any expensive work (a CSV is read and checked
+        here too)."""
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset: expected one of {', '.join(DATASETS)}, got {self.dataset!r}")
         if self.dataset == "csv" and (not self.csv or not self.target):
             raise ValueError("--csv FILE and --target COLUMN are both needed for a CSV dataset")
         if self.protocol not in data.PROTOCOLS:
             raise ValueError(f"protocol: expected one of {data.PROTOCOLS}, got {self.protocol!r}")
+        for name in ("methods", "schedules", "seeds", "formulas") + (() if self.baselines is None else ("baselines",)):
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
+                raise TypeError(f"{name}: expected a sequence, got {value!r}")
         unknown = [m for m in self.methods if m not in attribution.METHODS]
         if unknown:
             raise ValueError(f"methods: unknown {unknown!r}; expected names from {', '.join(attribution.METHODS)}")
+        check_distinct(self.methods, "methods")
+        if self.baselines is not None:
+            known = sorted(set(rfe.BASELINES["regression"] + rfe.BASELINES["classification"]))
+            unknown = [b for b in self.baselines if b not in known]
+            if unknown:
+                raise ValueError(f"baselines: unknown {unknown!r}; expected names from {', '.join(known)} or 'none'")
+            check_distinct(self.baselines, "baselines")
         if not self.methods and self.baselines == ():
             raise ValueError("methods: nothing to run (no methods and no baselines)")
-        for schedule in self.schedules:
-            rfe.parse_schedule(schedule)
         if not self.schedules:
             raise ValueError("schedule: none given")
+        check_distinct([str(rfe.parse_schedule(s)) for s in self.schedules], "schedule")
         for name in ("epochs", "depth", "width", "ig_steps", "n"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
-        if self.noise_features < 0 or self.add_noise < 0:
-            raise ValueError("noise: the number of noise columns must be >= 0")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds: expected distinct integers, got {self.seeds!r}")
-        if self.optimizer not in OPTIMIZERS:
+        for name in ("noise_features", "add_noise"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"{name}: the number of noise columns must be an integer >= 0, got {value!r}")
+        check_seeds(self.seeds)
+        if not isinstance(self.optimizer, str) or self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer: unknown {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
-        if self.k is not None and (isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1):
+        if self.activation is not None and self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation: unknown {self.activation!r}; expected one of {', '.join(ACTIVATIONS)}")
+        if self.k is not None and (isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or self.k < 1):
             raise ValueError(f"k: the target count must be an integer >= 1, got {self.k!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"lr: expected a positive number, got {self.learning_rate!r}")
+        check_finite_number(self.learning_rate, "lr", positive=True)
+        if not isinstance(self.early_stop, bool):
+            raise TypeError(f"early_stop: expected true or false, got {self.early_stop!r}")
+        if self.dataset == "symbolic":
+            self.resolved_formulas()
+            if self.n < MIN_CSV_ROWS:
+                raise ValueError(f"n: {self.n} rows are too few; need at least {MIN_CSV_ROWS} (train, ranking and "
+                                 "test splits)")
+        elif self.dataset == "csv":
+            _load_csv(self.csv, self.target)
+
+    def resolved_formulas(self) -> list[tuple[str, data.Formula]]:
+        """(label, Formula) per entry of `formulas`: an index among the protocol's 15, or a formula text (checked
+        on the sampled range: defined and not constant)."""
+        if not self.formulas:
+            raise ValueError("formulas: none given")
+        table = data.formulas(self.protocol)
+        chosen = []
+        for entry in self.formulas:
+            if isinstance(entry, (int, np.integer)) and not isinstance(entry, bool):
+                if not 0 <= entry < len(table):
+                    raise ValueError(f"formulas: index {entry} out of range 0-{len(table) - 1}")
+                chosen.append((str(int(entry)), table[int(entry)]))
+            elif isinstance(entry, str):
+                f = data.formula(entry, name="custom")
+                for message in data.check_on_range(f):
+                    warnings.warn(message, stacklevel=3)
+                chosen.append((entry, f))
+            else:
+                raise TypeError(f"formulas: expected indices or formula texts, got {entry!r}")
+        check_distinct([f.text for _, f in chosen], "formulas")
+        return chosen
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -128,61 +176,99 @@ def _problem(x_train, y_train, x_test, y_test, predictive, protocol, seed, valid
     return rfe.Problem(x_train, y_train, x_rank, y_rank, x_test, y_test, valid, predictive)
 
 
-def _tabular(x: np.ndarray, y: np.ndarray, task: str, label: str, config: RFEConfig, seed: int) -> _Dataset:
+def _standardise(values: np.ndarray, rows: np.ndarray, what: str, names: list[str] | None = None) -> np.ndarray:
+    """``(values - mean) / std`` over the training `rows`, column by column, in float64; a column whose statistics
+    or standardised values are not finite (numbers near float64's limit, 1e308) is bad input: it would turn into
+    NaN or inf and silently drop out of the ranking."""
+    with np.errstate(all="ignore"):
+        mean, std = values[rows].mean(0), values[rows].std(0)
+        out = (values - mean) / (std + 1e-12)
+        # float32 is what the network sees
+        bad = ~(np.isfinite(mean) & np.isfinite(std) & np.isfinite(out.astype(np.float32)).all(0))
+    if np.any(bad):
+        j = int(np.flatnonzero(np.atleast_1d(bad))[0])
+        name = names[j] if names is not None else what
+        raise BadInput(f"{what}: column {name!r} cannot be standardised in floating point (values up to "
+                       f"{np.max(np.abs(np.atleast_2d(values.T)[j])):.3g}); rescale it")
+    return out
+
+
+def _tabular(x: np.ndarray, y: np.ndarray, task: str, label: str, config: RFEConfig, seed: int,
+             names: list[str] | None = None) -> _Dataset:
     x = np.asarray(x, np.float64)
     rng = np.random.default_rng(seed)
     predictive = np.zeros(x.shape[1] + config.add_noise, bool)
     if config.add_noise:
         predictive[: x.shape[1]] = True  # the appended columns are known noise
         x = np.concatenate([x, rng.normal(size=(x.shape[0], config.add_noise))], axis=1)
+        names = None if names is None else names + [f"noise{i}" for i in range(config.add_noise)]
     train, test = _split_rows(x.shape[0], seed)
-    mean, std = x[train].mean(0), x[train].std(0) + 1e-12
-    x = ((x - mean) / std).astype(np.float32)
+    x = _standardise(x, train, "--csv" if config.dataset == "csv" else config.dataset, names).astype(np.float32)
     y = np.asarray(y, np.float64)
     y_scale = 1.0
     if task == "regression":
-        y_mean, y_scale = y[train].mean(), float(y[train].std() + 1e-12)
-        y = (y - y_mean) / y_scale
+        standardised = _standardise(y[:, None], train, "--target", [config.target or "target"])[:, 0]
+        y, y_scale = standardised, float(y[train].std() + 1e-12)
     y = y.astype(np.float32)
+    if task == "classification":
+        for split, rows in (("training", train), ("test", test)):
+            if np.unique(y[rows]).size < 2:
+                raise BadInput(f"--target: the {split} split of seed {seed} holds one class only; the data needs more "
+                               "rows of each class")
     k = config.k if config.k is not None else 3
     problem = _problem(x[train], y[train], x[test], y[test], predictive, config.protocol, seed)
     return _Dataset(label, "", task, problem, k, y_scale)
 
 
-def _load_csv(path: str, target: str) -> tuple[np.ndarray, np.ndarray, str]:
+#: Fewest rows of a dataset: a test split, and training rows to carve a ranking split from.
+MIN_CSV_ROWS = 10
+
+
+def _load_csv(path: str, target: str) -> tuple[np.ndarray, np.ndarray, str, list[str]]:
+    """The CSV's features, target, task and feature names; `BadInput` for anything the benchmark cannot use."""
     import pandas as pd
 
-    if not os.path.exists(path):
-        raise ValueError(f"--csv: no such file {path!r}")
+    if not os.path.isfile(path):
+        raise BadInput(f"--csv: no such file {path!r}")
     try:
         frame = pd.read_csv(path)
     except Exception as err:  # noqa: BLE001 - any parse failure is bad input
-        raise ValueError(f"--csv: cannot read {path!r} as CSV: {err}") from None
+        raise BadInput(f"--csv: cannot read {path!r} as CSV: {err}") from None
     if target not in frame.columns:
-        raise ValueError(f"--target: column {target!r} not in {path} (columns: {', '.join(map(str, frame.columns))})")
-    non_numeric = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+        raise BadInput(f"--target: column {target!r} not in {path} (columns: {', '.join(map(str, frame.columns))})")
+    non_numeric = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])
+                   or pd.api.types.is_bool_dtype(frame[c])]
     if non_numeric:
-        raise ValueError(f"--csv: non-numeric columns {non_numeric}; encode them as numbers first")
+        raise BadInput(f"--csv: non-numeric columns {non_numeric}; encode them as numbers first")
     if frame.isna().any().any():
         bad = [c for c in frame.columns if frame[c].isna().any()]
-        raise ValueError(f"--csv: missing values (NaN) in columns {bad}")
+        raise BadInput(f"--csv: missing values (NaN) in columns {bad}")
+    infinite = [c for c in frame.columns if not np.isfinite(frame[c].to_numpy(np.float64)).all()]
+    if infinite:
+        raise BadInput(f"--csv: infinite values in columns {infinite}")
+    if len(frame) < MIN_CSV_ROWS:
+        raise BadInput(f"--csv: {len(frame)} rows; need at least {MIN_CSV_ROWS} (train, ranking and test splits)")
     y = frame[target].to_numpy()
-    x = frame.drop(columns=[target]).to_numpy()
+    features = frame.drop(columns=[target])
+    x = features.to_numpy()
     if x.shape[1] < 2:
-        raise ValueError("--csv: need at least two feature columns besides the target")
-    task = "classification" if set(np.unique(y)) <= {0, 1} else "regression"
-    return x, y, task
+        raise BadInput("--csv: need at least two feature columns besides the target")
+    values = np.unique(y)
+    if values.size < 2:
+        raise BadInput(f"--target: column {target!r} holds the single value {values[0]!r}; there is nothing to "
+                       "predict")
+    task = "classification" if set(values) <= {0, 1} else "regression"
+    if task == "classification" and min(np.sum(y == 0), np.sum(y == 1)) < 2:
+        raise BadInput(f"--target: column {target!r} has fewer than 2 rows of one class; there is nothing to learn")
+    return x, y, task, [str(c) for c in features.columns]
 
 
 def load_datasets(config: RFEConfig, seed: int) -> list[_Dataset]:
     """The config's datasets for one seed (each with its own split and, for formulas, its own draw)."""
     if config.dataset == "symbolic":
-        table = data.formulas(config.protocol)
-        chosen = [(str(i), table[i]) if isinstance(i, int) else (i, data.formula(i, name="custom"))
-                  for i in config.formulas]
-        for label, f in chosen:
-            if label.isdigit() and not 0 <= int(label) < len(table):
-                raise ValueError(f"formulas: index {label} out of range")
+        with warnings.catch_warnings():  # validate() warned already
+            warnings.simplefilter("ignore")
+            chosen = config.resolved_formulas()
         width = max(f.m for _, f in chosen) + config.noise_features
         out = []
         for i, (label, f) in enumerate(chosen):
@@ -203,8 +289,8 @@ def load_datasets(config: RFEConfig, seed: int) -> list[_Dataset]:
 
         bunch = load_diabetes()
         return [_tabular(bunch.data, bunch.target, "regression", "diabetes", config, seed)]
-    x, y, task = _load_csv(config.csv, config.target)
-    return [_tabular(x, y, task, Path(config.csv).stem, config, seed)]
+    x, y, task, names = _load_csv(config.csv, config.target)
+    return [_tabular(x, y, task, Path(config.csv).stem, config, seed, names)]
 
 
 def _stack(problems: list[rfe.Problem]) -> rfe.Problem:
@@ -221,19 +307,8 @@ def _stack(problems: list[rfe.Problem]) -> rfe.Problem:
 # ------------------------------------------------------------------------------------------------ a run
 
 
-def run(config: RFEConfig, *, out=None, overwrite: bool = False, progress: bool = True, place=None):
-    """Runs the benchmark and returns one row per dataset x seed x method/baseline x schedule x round.
-
-    ``place``: a ``GridPlacement`` (``chaosjax.sweep`` passes one) to split the neural eliminations across its
-    devices, padded to the device count; by default they run on JAX's default device.
-    """
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    config.validate()
-    from chaosjax.tracks.symbolic import _prepare_out
-
-    path = _prepare_out(out, overwrite) if out is not None else None
+def _prepare(config: RFEConfig):
+    """The datasets (per seed), baselines, schedules and each run's keep counts, checked against the data."""
     datasets = [(seed, d) for seed in config.seeds for d in load_datasets(config, seed)]
     task = datasets[0][1].task
     if any(d.task != task for _, d in datasets):
@@ -249,14 +324,34 @@ def run(config: RFEConfig, *, out=None, overwrite: bool = False, progress: bool 
         n_valid = int(np.sum(d.problem.valid))
         for s in schedules:
             counts_of[(seed, d.formula, str(s))] = rfe.keep_counts(n_valid, d.k, s)  # validates k
+    return datasets, baselines, schedules, counts_of
+
+
+def run(config: RFEConfig, *, out=None, overwrite: bool = False, progress: bool = True, place=None):
+    """Runs the benchmark and returns one row per dataset x seed x method/baseline x schedule x round.
+
+    ``place``: a ``GridPlacement`` (``chaosjax.sweep`` passes one) to split the neural eliminations across its
+    devices, padded to the device count; by default they run on JAX's default device.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    config.validate()
+    from chaosjax.tracks.symbolic import _prepare_out
+
+    path = _prepare_out(out, overwrite) if out is not None else None
+    with as_bad_input():  # what only the data tells (k against the columns, baselines against the task)
+        datasets, baselines, schedules, counts_of = _prepare(config)
+    task = datasets[0][1].task
 
     activation = config.activation or ("gelu" if task == "regression" else "relu")
     width = datasets[0][1].problem.x_train.shape[1]
     model = mlp(width, depth=config.depth, width=config.width, activation=activation)
     options = {"integrated_gradients": {"steps": config.ig_steps}}  # draws chunked by rfe.draw_batch_size()
-    bar = tqdm(total=(1 if config.methods else 0) + len(baselines) * len(schedules) * len(datasets) + 1,
+    bar = tqdm(total=len(config.methods) + len(baselines) * len(schedules) * len(datasets) + 1,
                disable=not progress, unit="step", dynamic_ncols=True)
     rows: list[dict[str, Any]] = []
+    dead, labels = [], []  # per method: which of its runs diverged
     started = time.time()
 
     def row(seed, d, kind, method, schedule, r, record, final, seconds, mlp_record=None):
@@ -283,36 +378,42 @@ def run(config: RFEConfig, *, out=None, overwrite: bool = False, progress: bool 
         return {name: np.asarray(getattr(records, name)[g, r]) for name in rfe.RoundRecord._fields}
 
     try:
-        # Neural eliminations: every dataset x seed x method x schedule in one program.
-        if config.methods:
-            bar.set_description(f"eliminate: {len(datasets) * len(config.methods) * len(schedules)} runs")
-            members = [(seed, d, mi, s) for seed, d in datasets for mi in range(len(config.methods))
-                       for s in schedules]
+        # Neural eliminations: one program per method (all its datasets x seeds x schedules), so that no member
+        # computes another method's attributions and each method's wall time is its own.
+        members = [(seed, d, mi, s) for seed, d in datasets for mi in range(len(config.methods)) for s in schedules]
+        by_member: dict[int, list[dict[str, Any]]] = {}
+        for mi, method in enumerate(config.methods):
+            bar.set_description(f"eliminate ({method}): {len(datasets) * len(schedules)} runs")
+            mine = [(g, member) for g, member in enumerate(members) if member[2] == mi]
             # Padded to the device count with copies of the last member, whose records are never read.
-            grid = place.pad(members) if place is not None else members
-            counts = jnp.asarray(rfe.pad_counts([counts_of[(seed, d.formula, str(s))] for seed, d, _, s in grid]),
+            grid = place.pad(mine) if place is not None else mine
+            counts = jnp.asarray(rfe.pad_counts([counts_of[(seed, d.formula, str(s))] for _, (seed, d, _, s) in grid]),
                                  jnp.int32)
-            problems = _stack([d.problem for _, d, _, _ in grid])
-            keys = jnp.stack([jax.random.fold_in(jax.random.key(seed), 50_000 + i)
-                              for i, (seed, *_) in enumerate(grid)])
-            method_ids = jnp.asarray([mi for _, _, mi, _ in grid], jnp.int32)
+            problems = _stack([d.problem for _, (_, d, _, _) in grid])
+            # A member's key follows its place in the whole grid, whichever program runs it.
+            keys = jnp.stack([jax.random.fold_in(jax.random.key(seed), 50_000 + g) for g, (seed, *_) in grid])
+            method_ids = np.zeros(len(grid), np.int32)
             if place is not None:
-                problems, counts, method_ids, keys = place((problems, counts, method_ids, keys))
+                problems, counts, keys = place((problems, counts, keys))
             start = time.perf_counter()
-            records = rfe.eliminate(problems, counts, method_ids, keys, model=model,
-                                    methods=config.methods, task=task, epochs=config.epochs,
-                                    learning_rate=config.learning_rate, optimizer=config.optimizer,
-                                    early_stop=config.early_stop, method_options=options)
+            records = rfe.eliminate(problems, counts, method_ids, keys, model=model, methods=(method,), task=task,
+                                    epochs=config.epochs, learning_rate=config.learning_rate,
+                                    optimizer=config.optimizer, early_stop=config.early_stop, method_options=options)
             jax.block_until_ready(records)
-            seconds = (time.perf_counter() - start) / len(members)
-            for g, (seed, d, mi, s) in enumerate(members):
+            seconds = (time.perf_counter() - start) / len(mine)
+            dead.append(np.asarray(~np.isfinite(records.rank_loss[:len(mine)])).any(axis=1))
+            labels.append(method)
+            for i, (g, (seed, d, _, s)) in enumerate(mine):
                 n_rounds = len(counts_of[(seed, d.formula, str(s))]) + int(config.early_stop)
-                for r in range(n_rounds):
-                    rec = record_at(records, g, r)
-                    final = r == n_rounds - 1
-                    rows.append(row(seed, d, "attribution", config.methods[mi], s, r, rec, final, seconds,
-                                    mlp_record=rec if final else None))
+                by_member[g] = [row(seed, d, "attribution", method, s, r, record_at(records, i, r), r == n_rounds - 1,
+                                    seconds, mlp_record=record_at(records, i, r) if r == n_rounds - 1 else None)
+                                for r in range(n_rounds)]
             bar.update(1)
+        for g in range(len(members)):  # rows in grid order, whatever the programs' order
+            rows.extend(by_member[g])
+        if dead:
+            refuse_or_warn_diverged(dead, labels, "lr", config.learning_rate,
+                                    consequence="their rounds ranked the features at random")
 
         # Baselines: scikit-learn RFE on the same schedule, then the same network on their final sets.
         finals = []
@@ -409,10 +510,14 @@ def add_cli(sub) -> None:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
 
-    def handler(args) -> int:
+    def prepare(args):
+        from chaosjax.checks import check_out_dir
+
         dataset = "csv" if args.csv else (args.dataset or "symbolic")
         if args.csv and args.dataset:
             raise ValueError("--csv and --dataset: choose one")
+        if args.target and not args.csv:
+            raise ValueError("--target: names a column of --csv FILE, which is not given")
         methods = () if args.methods.strip() == "none" else (parse_names(args.methods, "--methods") or
                                                              tuple(attribution.METHODS))
         baselines = None if args.baselines == "all" else (() if args.baselines == "none" else
@@ -424,10 +529,16 @@ def add_cli(sub) -> None:
             seeds=parse_int_range(args.seeds, "--seeds"), epochs=args.epochs, learning_rate=args.lr,
             protocol=args.protocol, early_stop=args.early_stop,
         )
-        frame = run(config, out=args.out, overwrite=args.overwrite, progress=not args.quiet)
-        print(summary_table(frame))
-        print(f"\nresults: {args.out}/results.csv")
-        return 0
+        config.validate()
+        check_out_dir(args.out, overwrite=args.overwrite)
+        _prepare(config)  # k, baselines and splits against the data: cheap next to the training
 
-    p.set_defaults(handler=handler)
+        def job() -> int:
+            frame = run(config, out=args.out, overwrite=args.overwrite, progress=not args.quiet)
+            print(summary_table(frame))
+            print(f"\nresults: {args.out}/results.csv")
+            return 0
 
+        return job
+
+    p.set_defaults(prepare=prepare)

@@ -16,6 +16,7 @@ import math
 import os
 import platform
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -25,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from chaosjax import attribution, metrics
+from chaosjax.checks import diverged
 from chaosjax.data import symbolic as data
 from chaosjax.models.mlp import mlp
 from chaosjax.train import OPTIMIZERS, fit_grid, predict_grid, progress_to
@@ -109,26 +111,45 @@ class SymbolicConfig:
 
     def validate(self) -> None:
         """Raises ValueError/TypeError naming the bad field, before any expensive work."""
+        from chaosjax.checks import check_distinct, check_seeds
+
+        if isinstance(self.formulas, (str, bytes)) or not isinstance(self.formulas, (tuple, list)):
+            raise TypeError(f"formulas: expected a sequence of indices or formula texts, got {self.formulas!r}")
         if not self.formulas:
             raise ValueError("formulas: empty")
+        if self.protocol not in data.PROTOCOLS:
+            raise ValueError(f"protocol: expected one of {data.PROTOCOLS}, got {self.protocol!r}")
         resolved = self.resolved_formulas()
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or any(s < 0 for s in self.seeds):
-            raise ValueError(f"seeds: expected distinct non-negative integers, got {self.seeds!r}")
+        check_distinct([f.text for _, f in resolved], "formulas")
+        for entry, (_, f) in zip(self.formulas, resolved):
+            if isinstance(entry, str):  # the study's own 15 are known to be usable (f12's quirk is the study's)
+                for message in data.check_on_range(f):
+                    warnings.warn(message, stacklevel=2)
+        check_seeds(self.seeds)
+        if isinstance(self.methods, (str, bytes)):
+            raise TypeError(f"methods: expected a sequence of names, got {self.methods!r}")
         unknown = [m for m in self.method_names() if m not in attribution.METHODS]
         if unknown or not self.method_names():
             raise ValueError(f"methods: unknown {unknown!r}; expected names from {', '.join(attribution.METHODS)}")
-        if self.protocol not in data.PROTOCOLS:
-            raise ValueError(f"protocol: expected one of {data.PROTOCOLS}, got {self.protocol!r}")
+        check_distinct(self.method_names(), "methods")
         if self.sweep is not None:
+            if not isinstance(self.sweep, (tuple, list)) or len(self.sweep) != 2:
+                raise TypeError(f"sweep: expected (axis, values), got {self.sweep!r}")
             axis, values = self.sweep
             if axis not in _SWEEP_FIELDS:
                 raise ValueError(f"sweep: unknown axis {axis!r}; expected one of {', '.join(_SWEEP_FIELDS)}")
+            if isinstance(values, (str, bytes)) or not isinstance(values, (tuple, list)):
+                raise TypeError(f"sweep: the values of {axis} must be a sequence, got {values!r}")
             if not values:
                 raise ValueError(f"sweep: no values for {axis}")
+            check_distinct(values, f"sweep {axis}")
         for setting in self.settings():
             setting._validate_setting(max(f.m for _, f in resolved))
 
     def _validate_setting(self, m_max: int) -> None:
+        from chaosjax.checks import check_finite_number
+        from chaosjax.models.mlp import ACTIVATIONS
+
         def positive_int(name, value):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
@@ -142,14 +163,14 @@ class SymbolicConfig:
         n_test = round(self.n * 0.2)
         if n_test < 1 or self.n - n_test < 1:
             raise ValueError(f"n: {self.n} rows are too few for an 80/20 train/test split")
-        if self.optimizer not in OPTIMIZERS:
+        if not isinstance(self.optimizer, str) or self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer: unknown {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise ValueError(f"lr: expected a positive number, got {self.learning_rate!r}")
-        if not 0.0 <= self.dropout < 1.0:
+        check_finite_number(self.learning_rate, "lr", positive=True)
+        if not 0.0 <= check_finite_number(self.dropout, "dropout") < 1.0:
             raise ValueError(f"dropout: expected a rate in [0, 1), got {self.dropout!r}")
-        if not (self.label_noise >= 0 and math.isfinite(self.label_noise)):
-            raise ValueError(f"label-noise: expected a std >= 0, got {self.label_noise!r}")
+        check_finite_number(self.label_noise, "label-noise", low=0.0)
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation: unknown {self.activation!r}; expected one of {', '.join(ACTIVATIONS)}")
         for name in ("train_batch_size", "attribution_batch_size"):
             value = getattr(self, name)
             if value is not None:
@@ -336,6 +357,8 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
     refs = place(grid.x_train[:, :64])  # GradientSHAP's baseline distribution: training rows
     attr_keys = place(jnp.stack([_stream(c, 3) for c in grid.cells]))
     m = jnp.asarray(grid.m)
+    # A model whose training loss went non-finite has NaN (or arbitrary) attributions: it scores NaN, never a number.
+    dead = diverged(trained.losses)
     rows = []
     for method in config.method_names():
         say(f"attribute: {method}")
@@ -345,9 +368,8 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
         jax.block_until_ready(attr)
         seconds = time.perf_counter() - start
         truth = _truth(grid, TRUTH_FOR[method], config.protocol)
-        precision, uniform, consistency = jax.device_get(
-            _scores(attr, truth, m, grid.mask, protocol=config.protocol)
-        )
+        precision, uniform, consistency = (np.where(dead, np.nan, score) for score in jax.device_get(
+            _scores(attr, truth, m, grid.mask, protocol=config.protocol)))
         for g, cell in enumerate(grid.cells):
             rows.append({
                 "track": "symbolic",
@@ -411,12 +433,9 @@ def run_setting(config: SymbolicConfig, *, sweep_axis: str = "", progress=None) 
 
 
 def _prepare_out(out: str | os.PathLike, overwrite: bool) -> Path:
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"--out: {path} exists and is not a directory")
-    if (path / "results.csv").exists() and not overwrite:
-        raise ValueError(f"--out: {path} already holds results.csv; choose a new directory or pass --overwrite")
-    return path
+    from chaosjax.checks import check_out_dir
+
+    return check_out_dir(out, overwrite=overwrite)  # a file in the way is found now, not after training
 
 
 def write_results(path: Path, frame, *, track: str, config: dict[str, Any], started: float,
@@ -504,10 +523,31 @@ def run(
     finally:
         bar.close()
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    _check_training(frame, config)
     if path is not None:
         write_results(path, frame, track="symbolic", config=config.to_json(), started=started,
                       walls={"per_setting": walls})
     return frame
+
+
+def _check_training(frame, config: SymbolicConfig) -> None:
+    """Refuses a run whose every model diverged (non-finite training loss), and warns, naming them, when some did:
+    their scores are NaN."""
+    from chaosjax.checks import BadInput
+
+    models = frame.drop_duplicates(["formula", "seed", "lr", "optimizer", "noise_features", "n", "depth", "width",
+                                    "dropout", "label_noise"])
+    dead = models[~np.isfinite(models["final_loss"].to_numpy(np.float64))]
+    if not len(dead):
+        return
+    where = ", ".join(f"formula {r.formula} seed {r.seed} (lr {r.lr:g}, {r.optimizer})"
+                      for r in dead.head(3).itertuples())
+    where += f" and {len(dead) - 3} more" if len(dead) > 3 else ""
+    if len(dead) == len(models):
+        raise BadInput(f"training diverged: the loss of every model became non-finite ({where}); lower the learning "
+                       f"rate (lr {config.learning_rate:g}) and run again")
+    warnings.warn(f"training diverged in {len(dead)} of {len(models)} models ({where}): their scores are NaN",
+                  stacklevel=2)
 
 
 def _progress_bar(total: int, enabled: bool):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import os
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from chaosjax import attribution, classify, metrics
+from chaosjax.checks import check_distinct, check_finite_number, check_seeds, diverged, refuse_or_warn_diverged
 from chaosjax.data import vision as V
 from chaosjax.models import vision as MV
 from chaosjax.tracks.symbolic import _prepare_out, mean_ci, write_results
@@ -91,9 +91,11 @@ class VisionConfig:
             raise ValueError(f"conditions: repeated names in {self.conditions!r}")
         if not self.models or any(m not in MV.MODELS for m in self.models):
             raise ValueError(f"models: expected names from {', '.join(MV.MODELS)}, got {self.models!r}")
+        check_distinct(self.models, "models")
         unknown = [m for m in self.method_names() if m not in attribution.METHODS]
         if unknown or not self.method_names():
             raise ValueError(f"methods: unknown {unknown!r}; expected names from {', '.join(attribution.METHODS)}")
+        check_distinct(self.method_names(), "methods")
         if self.preset not in V.PRESETS:
             raise ValueError(f"preset: unknown {self.preset!r}; expected one of {', '.join(V.PRESETS)}")
         kind, path = V.parse_source(self.source, "source", V.FOREGROUND_SOURCES)
@@ -108,19 +110,17 @@ class VisionConfig:
                 raise ValueError(f"{name}: expected an integer >= 1, got {v!r}")
         if self.batch_size > self.train_size:
             raise ValueError(f"batch_size: {self.batch_size} exceeds train_size {self.train_size}")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or any(
-                isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in self.seeds):
-            raise ValueError(f"seeds: expected distinct non-negative integers, got {self.seeds!r}")
+        check_seeds(self.seeds)
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol: expected one of {PROTOCOLS}, got {self.protocol!r}")
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise ValueError(f"learning_rate: expected a positive number, got {self.learning_rate!r}")
-        if self.warmup_steps is not None and (isinstance(self.warmup_steps, bool) or self.warmup_steps < 0
-                                              or self.warmup_steps >= self.steps):
+        check_finite_number(self.learning_rate, "learning_rate", positive=True)
+        if self.warmup_steps is not None and (isinstance(self.warmup_steps, bool)
+                                              or not isinstance(self.warmup_steps, (int, np.integer))
+                                              or self.warmup_steps < 0 or self.warmup_steps >= self.steps):
             raise ValueError(f"warmup_steps: expected an integer in [0, {self.steps}) or None, got {self.warmup_steps!r}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay: expected a number >= 0, got {self.weight_decay!r}")
-        if self.width is not None and (isinstance(self.width, bool) or self.width < 1):
+        check_finite_number(self.weight_decay, "weight_decay", low=0.0)
+        if self.width is not None and (isinstance(self.width, bool) or not isinstance(self.width, (int, np.integer))
+                                       or self.width < 1):
             raise ValueError(f"width: expected an integer >= 1 or None, got {self.width!r}")
         if self.loop not in (None, "scan", "python"):
             raise ValueError(f"loop: expected 'scan', 'python' or None, got {self.loop!r}")
@@ -292,6 +292,7 @@ def attribute_cell(config: VisionConfig, model_name: str, condition: str, traine
     shap_refs = train.batch(jax.random.fold_in(keys["train"], 99), jnp.arange(16), code).image
     sigma = metrics.DEFAULT_SIGMA * spec.canvas / 224
     variables, attr_keys = place((trained.variables, keys["attr"]))
+    dead = diverged(trained.losses)  # a model whose loss went non-finite scores NaN, never a number
     rows = []
     for method in config.method_names():
         options = tuple(sorted(_method_options(config, method).items()))
@@ -300,8 +301,8 @@ def attribute_cell(config: VisionConfig, model_name: str, condition: str, traine
                              options=options, spec=spec, chunk=min(config.attribution_chunk, config.val_size))
         jax.block_until_ready(maps)
         seconds = time.perf_counter() - start
-        iou, iou_c, mass, point = jax.device_get(
-            _scores(maps, vs.box, foreground=spec.foreground, sigma=sigma, protocol=config.protocol))
+        iou, iou_c, mass, point = (np.where(dead, np.nan, score) for score in jax.device_get(
+            _scores(maps, vs.box, foreground=spec.foreground, sigma=sigma, protocol=config.protocol)))
         if examples is not None:
             examples.setdefault(f"attr_{method}", []).append(np.asarray(maps[0, 0]))
         for i, seed in enumerate(seeds):
@@ -395,6 +396,7 @@ def run(config: VisionConfig, *, out: str | os.PathLike | None = None, overwrite
     rows: list[dict[str, Any]] = []
     examples: dict[str, list] = {}
     walls = {}
+    losses = []
     started = time.time()
     try:
         for model_name, condition in cells:
@@ -403,13 +405,18 @@ def run(config: VisionConfig, *, out: str | os.PathLike | None = None, overwrite
             t0 = time.perf_counter()
             # Gallery: one canvas per condition, from the first model.
             gallery = examples if model_name == config.models[0] else None
-            rows.extend(run_cell(config, model_name, condition, train_bar=train_bar.update, attr_bar=attr_bar.update,
-                                 examples=gallery))
+            data = datasets(config, condition)
+            trained = train_cell(config, model_name, condition, data=data, train_bar=train_bar.update)
+            losses.append(trained.losses)
+            rows.extend(attribute_cell(config, model_name, condition, trained, data=data, attr_bar=attr_bar.update,
+                                       examples=gallery))
             walls[f"{model_name}/{condition}"] = time.perf_counter() - t0
     finally:
         train_bar.close()
         attr_bar.close()
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    refuse_or_warn_diverged([diverged(lo) for lo in losses], [f"{m} {c}" for m, c in cells], "learning_rate",
+                            config.learning_rate)
     if path is not None:
         path.mkdir(parents=True, exist_ok=True)
         samples_figure(config, path / "figures" / "samples.png")
@@ -470,7 +477,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--out", default="runs/vision", help="results directory (default runs/vision)")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(handler=_run_cli)
+    p.set_defaults(prepare=_prepare_cli)
 
 
 def config_from_args(args) -> VisionConfig:
@@ -500,8 +507,18 @@ def config_from_args(args) -> VisionConfig:
     )
 
 
-def _run_cli(args) -> int:
+def _prepare_cli(args):
+    """Builds and checks the config and ``--out`` (touching nothing); returns the run (`chaosjax.cli.main`)."""
+    from chaosjax.checks import check_out_dir
+
     config = config_from_args(args)
+    config.validate()
+    check_out_dir(args.out, overwrite=args.overwrite)
+    return lambda: _run_cli(args, config)
+
+
+def _run_cli(args, config: VisionConfig | None = None) -> int:
+    config = config if config is not None else config_from_args(args)
     frame = run(config, out=args.out, overwrite=args.overwrite, progress=not args.quiet)
     print(summary_table(frame))
     print(f"\nresults: {args.out}/results.csv  config: {args.out}/config.json  figure: {args.out}/figures/samples.png")
