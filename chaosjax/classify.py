@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import math
 import numbers
 from typing import Any, Callable, NamedTuple
 
@@ -227,10 +228,10 @@ def _check(model, batch_fn, steps, warmup_steps, learning_rate, weight_decay):
             raise ValueError(f"fit: `{name}` must be an integer >= {low}, got {v!r}")
     if warmup_steps >= steps and warmup_steps:
         raise ValueError(f"fit: `warmup_steps` ({warmup_steps}) must be smaller than `steps` ({steps})")
-    if isinstance(learning_rate, (int, float)) and not learning_rate > 0:
-        raise ValueError(f"fit: `learning_rate` must be > 0, got {learning_rate!r}")
-    if isinstance(weight_decay, (int, float)) and not weight_decay >= 0:
-        raise ValueError(f"fit: `weight_decay` must be >= 0, got {weight_decay!r}")
+    if isinstance(learning_rate, (int, float)) and not (learning_rate > 0 and math.isfinite(learning_rate)):
+        raise ValueError(f"fit: `learning_rate` must be a finite number > 0, got {learning_rate!r}")
+    if isinstance(weight_decay, (int, float)) and not (weight_decay >= 0 and math.isfinite(weight_decay)):
+        raise ValueError(f"fit: `weight_decay` must be a finite number >= 0, got {weight_decay!r}")
 
 
 def _check_loop(loop):

@@ -362,10 +362,32 @@ def test_bad_input_raises_naming_the_argument(getkey):
         (lambda: A.saliency(lambda z: z, x), ValueError, "select a target"),
         (lambda: A.deeplift(lambda z: z.sum(), x), ValueError, "select a target"),
         (lambda: A.saliency(f, jnp.ones((3, 4), jnp.int32)), TypeError, "floating"),
+        (lambda: A.saliency(f, x, absolute="yes"), TypeError, "absolute"),
+        (lambda: A.integrated_gradients(f, x, baseline=jnp.nan), ValueError, "baseline"),
+        (lambda: A.deeplift(f, x, baseline=np.array([0.0, np.inf, 0.0, 0.0])), ValueError, "baseline"),
+        (lambda: A.feature_ablation(f, x, baseline=float("nan")), ValueError, "baseline"),
+        (lambda: A.smoothgrad(f, x, key=key, stdev=float("nan")), ValueError, "stdev"),
+        (lambda: A.smoothgrad(f, x, key=key, stdev=-0.1), ValueError, "stdev"),
+        (lambda: A.smoothgrad_inputs(key, x, stdev=float("inf")), ValueError, "stdev"),
     ]
     for call, error, match in cases:
         with pytest.raises(error, match=match):
             call()
+
+
+def test_target_refuses_a_class_outside_the_logits_when_it_can_and_gives_nan_when_it_cannot(getkey):
+    w = jax.random.normal(getkey(), (4, 3))
+    apply_fn = lambda x: x @ w  # noqa: E731  (3 classes)
+    x = jax.random.normal(getkey(), (2, 4))
+    for bad in (3, -1, np.array([0, 5]), [0, -2]):
+        with pytest.raises(ValueError, match="outside the 3 classes"):
+            A.saliency(A.target(apply_fn, bad), x)
+    with pytest.raises(TypeError, match="integers"):
+        A.target(apply_fn, True)
+    # Traced (e.g. the predicted class inside jit): no check possible, and never another class's score.
+    traced = jax.jit(lambda t: A.target(apply_fn, t)(x))
+    assert np.isnan(traced(jnp.array([3, -1]))).all()
+    np.testing.assert_allclose(traced(jnp.array([2, 0])), (x @ w)[jnp.arange(2), jnp.array([2, 0])], rtol=1e-6)
 
 
 def test_errors_are_raised_at_trace_time(getkey):

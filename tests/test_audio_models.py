@@ -39,6 +39,9 @@ def test_shapes_modes_and_no_interaction(name, clips):
 
 def test_constructors_cached_and_validated():
     assert M.tcn(10, 35) is M.tcn(10, 35)
+    # Cached on what the arguments mean, not how they were written (equal models must not retrace).
+    assert M.tcn() is M.tcn(10) is M.tcn(channels=10, num_classes=35) is M.tcn(np.int64(10), widths=[60, 120, 120])
+    assert M.lstm(10, 35, hidden=8) is M.lstm(hidden=8)
     assert M.lstm(10, 35, hidden=8) is not M.lstm(10, 35, hidden=16)
     with pytest.raises(ValueError, match="heads"):
         M.transformer(heads=7)

@@ -1,15 +1,16 @@
-"""Agreement with Captum on the same weights (skipped unless torch and captum import)."""
+"""Agreement with Captum on the same weights. torch and captum (the `compare` extra) are required: without them
+these tests fail, never skip, so a CI without the extra cannot pass them silently."""
 
+import captum.attr as captum_attr  # the `compare` extra: an ImportError here fails the run
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
 
 from attribution_models import cnn_apply, mlp_fn
 from chaosjax import attribution as A
 
-torch = pytest.importorskip("torch")
-captum_attr = pytest.importorskip("captum.attr")
 nn = torch.nn
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}

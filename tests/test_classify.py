@@ -87,6 +87,8 @@ def test_bad_input(getkey):
         C.fit(model, v, lambda k, s: (jnp.zeros((4, 8, 8, 3)), jnp.zeros((4,))), getkey(), steps=1)
     with pytest.raises(TypeError, match="model"):
         C.fit(object(), v, blobs, getkey(), steps=1)
+    with pytest.raises(ValueError, match="learning_rate"):
+        C.fit(model, v, blobs, getkey(), steps=1, learning_rate=float("inf"))
     with pytest.raises(ValueError, match="seed axis"):
         C.fit_seeds(model, v, blobs, jax.random.split(getkey(), 2), steps=1)
 

@@ -41,7 +41,7 @@ def test_parameter_count_matches_torch_model(getkey):
     expected = 110 * 100 + 100 + 2 * (100 * 100 + 100) + 100 + 1
     params = mlp(110).init(getkey())
     assert _n_params(params) == expected
-    torch = pytest.importorskip("torch")
+    import torch  # the `compare` extra: a parity test fails without it, never skips
     tmodel = torch.nn.Sequential(
         torch.nn.Linear(110, 100), torch.nn.GELU(), torch.nn.Linear(100, 100), torch.nn.GELU(),
         torch.nn.Linear(100, 100), torch.nn.GELU(), torch.nn.Linear(100, 1),
@@ -50,7 +50,7 @@ def test_parameter_count_matches_torch_model(getkey):
 
 
 def test_matches_torch_forward_with_shared_weights(getkey):
-    torch = pytest.importorskip("torch")
+    import torch  # the `compare` extra: a parity test fails without it, never skips
     fn = mlp(6, 2, depth=2, width=9)
     params = fn.init(getkey())
     layers = []

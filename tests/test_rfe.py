@@ -174,3 +174,78 @@ def test_csv_dataset_and_its_errors(tmp_path, capsys):
         err = capsys.readouterr().err
         assert code == 2 and message in err and err.count("\n") == 1, err
     assert not (tmp_path / "never").exists()
+
+
+def test_ties_and_non_finite_scores_are_not_handed_to_the_first_columns():
+    """A dead model (every score NaN) ranks at random, not columns 0..m-1 (the predictive ones by construction)."""
+    dead = jnp.full(8, jnp.nan)
+    eligible = jnp.array([True] * 6 + [False] * 2)
+    picks = [np.flatnonzero(rfe._keep_top(dead, 3, jax.random.key(k), eligible)) for k in range(20)]
+    assert all(len(p) == 3 and p.max() < 6 for p in picks)  # exactly n, never a dropped column
+    assert len({tuple(p) for p in picks}) > 5 and np.mean([set(p) == {0, 1, 2} for p in picks]) < 0.3
+    # Finite scores win over non-finite ones (inf is an overflow, not a strong feature); ties go either way with a
+    # key, and to the lower index without one (the old rule).
+    score = jnp.array([jnp.nan, 1.0, jnp.inf, 0.5, 0.5, -jnp.inf])
+    got = {tuple(np.flatnonzero(rfe._keep_top(score, 2, jax.random.key(k)))) for k in range(20)}
+    assert got == {(1, 3), (1, 4)}
+    np.testing.assert_array_equal(np.flatnonzero(rfe._keep_top(score, 3)), [1, 3, 4])
+
+
+def test_a_diverged_elimination_scores_at_chance_not_perfectly():
+    grid = _stack([_linear_problem(seed) for seed in range(8)])
+    counts = rfe.pad_counts([rfe.keep_counts(8, 2, "halve")] * 8)
+    records = rfe.eliminate(grid, counts, np.zeros(8, int), jax.random.split(jax.random.key(0), 8),
+                            model=mlp(8, depth=1, width=16), methods=("saliency",), epochs=5, learning_rate=1e30)
+    assert not np.isfinite(np.asarray(records.rank_loss)).any()  # dead models
+    precision = np.asarray(records.kept_precision[:, -1])
+    assert precision.mean() < 0.75 and (records.kept[:, -1] == 2).all()  # chance 0.25; before: 1.0 every time
+
+
+def test_members_compute_their_own_method_only(monkeypatch):
+    """Grouped by method when the program is built: a method no member uses is never traced, and a mixed grid
+    gives each member the records of its own method's grid."""
+    traced = []
+    original = attribution.METHODS["feature_ablation"]
+
+    def watched(*args, **kwargs):
+        traced.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setitem(attribution.METHODS, "feature_ablation", watched)
+    problems = [_linear_problem(seed) for seed in range(4)]
+    counts = rfe.pad_counts([rfe.keep_counts(8, 2, "halve")] * 4)
+    keys = jax.random.split(jax.random.key(0), 4)
+    kwargs = dict(model=mlp(8, depth=1, width=16), epochs=60, learning_rate=1e-2)
+    rfe.eliminate(_stack(problems), counts, np.zeros(4, int), keys, methods=("saliency", "feature_ablation"),
+                  **kwargs)
+    assert traced == []  # compiled in before: every member computed it every round
+    ids = np.array([1, 0, 0, 1])  # feature ablation, saliency, saliency, feature ablation
+    mixed = rfe.eliminate(_stack(problems), counts, ids, keys, methods=("saliency", "feature_ablation"), **kwargs)
+    assert traced
+    for name, members in (("saliency", [1, 2]), ("feature_ablation", [0, 3])):
+        alone = rfe.eliminate(_stack([problems[g] for g in members]), counts[members], np.zeros(2, int), keys[members],
+                              methods=(name,), **kwargs)
+        for field in ("mask", "kept_precision", "test_mae"):
+            np.testing.assert_allclose(np.asarray(getattr(mixed, field))[members], getattr(alone, field),
+                                       rtol=1e-5, atol=1e-6, err_msg=f"{name} {field}")
+    with pytest.raises(ValueError, match="method_ids"):
+        rfe.eliminate(_stack(problems), counts, np.array([0, 1, 2, 0]), keys, methods=("saliency", "deeplift"),
+                      **kwargs)
+
+
+def test_each_method_reports_its_own_time(tmp_path):
+    config = track.RFEConfig(formulas=(6,), noise_features=6, n=200, epochs=20, depth=1, width=8,
+                             methods=("saliency", "feature_ablation"), baselines=(), seeds=(0, 1))
+    frame = track.run(config, progress=False)
+    per_method = frame.groupby("method")["seconds"]
+    assert (per_method.nunique() == 1).all()  # one time per method, repeated on its rows
+    assert per_method.first()["saliency"] != per_method.first()["feature_ablation"]
+
+
+def test_rfe_learns_the_predictive_column():
+    """The cheap learning check of the default suite: y = a among 7 noise columns (chance 1/8) is found."""
+    config = track.RFEConfig(formulas=(0,), noise_features=7, n=400, epochs=150, depth=1, width=16,
+                             learning_rate=1e-2, methods=("saliency",), baselines=(), seeds=(0, 1))
+    final = track.run(config, progress=False).query("final")
+    assert (final["selected"] == "0").all() and (final["functional_precision"] == 1.0).all()
+    assert (final["mlp_test_mae"] < 0.1).all()  # y's std is 0.33

@@ -15,6 +15,7 @@ import pytest
 
 from chaosjax import cli, sweep
 from chaosjax.tracks import symbolic as sym
+from sharding_probe import assert_split
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ["functional_precision", "uniform_score", "consistency", "test_mae", "final_loss"]
@@ -41,9 +42,12 @@ def _write(tmp_path, name="sweep.toml", chunk=2, epochs=20):
     return path
 
 
-def _run_cli(args, env_extra=None, wait=True):
+def _run_cli(args, env_extra=None, wait=True, probe=None):
+    """`chaosjax sweep ARGS --quiet` in a subprocess; with `probe`, under `sharding_probe`, which writes there
+    where the grid programs' arrays lived."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), **(env_extra or {})}
-    cmd = [sys.executable, "-m", "chaosjax", "sweep", *map(str, args), "--quiet"]
+    launcher = ["-m", "chaosjax"] if probe is None else [str(ROOT / "tests" / "sharding_probe.py"), str(probe)]
+    cmd = [sys.executable, *launcher, "sweep", *map(str, args), "--quiet"]
     if wait:
         return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -180,8 +184,9 @@ def test_sweep_on_four_devices_matches_one_device_and_resumes_after_sigkill(tmp_
     assert len(one) == 10 and not one.duplicated(["formula", "seed", "method"]).any()
 
     four = _run_cli([config, "--out", tmp_path / "four"],
-                    env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+                    env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}, probe=tmp_path / "where.json")
     assert four.returncode == 0, four.stderr
+    assert_split(tmp_path / "where.json", ["symbolic"])  # really split, not merely the same numbers
     meta = json.loads((tmp_path / "four" / "config.json").read_text())
     assert meta["environment"]["local_devices"] == 4
     sharded = pd.read_csv(tmp_path / "four" / "results.csv")
@@ -376,9 +381,11 @@ def test_vision_audio_and_rfe_seeds_split_across_four_devices_and_restore_traine
     config.write_text(MIXED)
     runs = {}
     for name, env in (("one", None), ("four", {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})):
-        done = _run_cli([config, "--out", tmp_path / name], env_extra=env)
+        probe = tmp_path / "where.json" if name == "four" else None
+        done = _run_cli([config, "--out", tmp_path / name], env_extra=env, probe=probe)
         assert done.returncode == 0, done.stderr[-3000:]
         runs[name] = pd.read_csv(tmp_path / name / "results.csv")
+    assert_split(tmp_path / "where.json", ["vision", "audio", "rfe"])  # really split, not merely the same numbers
     assert json.loads((tmp_path / "four" / "config.json").read_text())["environment"]["local_devices"] == 4
     one, four = runs["one"], runs["four"]
     assert one["track"].value_counts().to_dict() == four["track"].value_counts().to_dict()

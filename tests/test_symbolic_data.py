@@ -379,3 +379,19 @@ def test_ground_truth_compiles_once_across_noise_widths(getkey):
     for t in truths:
         np.testing.assert_array_equal(t, truths[-1][:, : t.shape[1]])
         assert not np.any(t[:, FORMULAS[4].m:])
+
+
+def test_formulas_undefined_or_constant_on_the_sampled_range_are_refused():
+    from chaosjax.data import symbolic
+
+    for text, message in [("1/a", "not finite"), ("log(a)", "not finite"), ("sqrt(a - 0.5)", "not finite"),
+                          ("1/(b - 0.25) + a", "not finite"), ("exp(exp(exp(exp(a))))", "not finite"),
+                          ("sin(a)**2 + cos(a)**2", "constant"), ("a - a*(1 + 0)", "no variables")]:
+        with pytest.raises(ValueError, match=message):
+            symbolic.check_on_range(symbolic.formula(text))
+    assert symbolic.check_on_range(symbolic.formula("0.5*sin(a) + b**2")) == []
+    warned = symbolic.check_on_range(symbolic.formula("a + sin(b)**2 + cos(b)**2"))
+    assert len(warned) == 1 and "variable b has no effect" in warned[0]
+    # The study's formulas are usable; f12's declared-but-unused h (the paper's quirk) is the one warning.
+    assert [bool(symbolic.check_on_range(f)) for f in symbolic.FORMULAS] == [i == 12 for i in range(15)]
+    assert not any(symbolic.check_on_range(f) for f in symbolic.formulas("corrected"))

@@ -128,7 +128,7 @@ def test_every_optimizer_trains(getkey, name):
 
 def _torch_reference(name, options, steps=8):
     """Parameters (and ASGD's average) after ``steps`` torch.optim steps on a tiny least-squares problem."""
-    torch = pytest.importorskip("torch")
+    import torch  # the `compare` extra: a parity test fails without it, never skips
     rng = np.random.default_rng(0)
     a, b, w0 = rng.normal(size=(16, 4)), rng.normal(size=(16,)), rng.normal(size=(4,))  # float64
     lr = 0.05

@@ -21,6 +21,8 @@ SMALL = {
 def test_shapes_modes_and_deeplift(name, getkey):
     fn = MV.MODELS[name](32, 10, **SMALL[name])
     assert MV.MODELS[name](32, 10, **SMALL[name]) is fn  # cached: jitted callers do not retrace
+    assert MV.MODELS[name](32, **SMALL[name]) is fn  # ... however the arguments are written
+    assert MV.MODELS[name](image_size=np.int64(32), num_classes=10, **SMALL[name]) is fn
     v = fn.init(getkey())
     x = jax.random.normal(getkey(), (3, 32, 32, 3))
     logits = fn.apply(v, x)

@@ -431,14 +431,17 @@ def run(config: RFEConfig, *, out=None, overwrite: bool = False, progress: bool 
                     bar.update(1)
         if finals:
             bar.set_description("score baseline selections")
-            problems = _stack([d.problem for _, _, d, _ in finals])
-            keys = jnp.stack([jax.random.fold_in(jax.random.key(seed), 90_000 + i)
-                              for i, (_, seed, _, _) in enumerate(finals)])
-            k_counts = np.array([[int(mask.sum())] for *_, mask in finals], np.int32)
-            scored = rfe.eliminate(problems, k_counts, np.zeros(len(finals), np.int32), keys, model=model,
-                                   methods=("saliency",), initial_masks=np.stack([m for *_, m in finals]),
-                                   task=task, epochs=config.epochs, learning_rate=config.learning_rate,
-                                   optimizer=config.optimizer)
+            # Split across the devices like the eliminations (padded with copies of the last, never read).
+            grid = place.pad(list(enumerate(finals))) if place is not None else list(enumerate(finals))
+            problems = _stack([d.problem for _, (_, _, d, _) in grid])
+            keys = jnp.stack([jax.random.fold_in(jax.random.key(seed), 90_000 + i) for i, (_, seed, _, _) in grid])
+            k_counts = jnp.asarray([[int(mask.sum())] for _, (*_, mask) in grid], jnp.int32)
+            masks = jnp.asarray(np.stack([mask for _, (*_, mask) in grid]))
+            if place is not None:
+                problems, k_counts, keys, masks = place((problems, k_counts, keys, masks))
+            scored = rfe.eliminate(problems, k_counts, np.zeros(len(grid), np.int32), keys, model=model,
+                                   methods=("saliency",), initial_masks=masks, task=task, epochs=config.epochs,
+                                   learning_rate=config.learning_rate, optimizer=config.optimizer)
             for g, (index, _, d, _) in enumerate(finals):
                 rec = record_at(scored, g, 0)
                 rows[index]["mlp_test_mae"] = float(rec["test_mae"]) * d.y_scale
