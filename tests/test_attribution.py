@@ -369,6 +369,8 @@ def test_bad_input_raises_naming_the_argument(getkey):
         (lambda: A.smoothgrad(f, x, key=key, stdev=float("nan")), ValueError, "stdev"),
         (lambda: A.smoothgrad(f, x, key=key, stdev=-0.1), ValueError, "stdev"),
         (lambda: A.smoothgrad_inputs(key, x, stdev=float("inf")), ValueError, "stdev"),
+        (lambda: A.gradient_shap(f, x, key=key, baselines=jnp.ones((2, 4)), stdev=float("nan")), ValueError, "stdev"),
+        (lambda: A.gradient_shap(f, x, key=key, baselines=jnp.full((2, 4), jnp.nan)), ValueError, "baselines"),
     ]
     for call, error, match in cases:
         with pytest.raises(error, match=match):
@@ -387,7 +389,7 @@ def test_target_refuses_a_class_outside_the_logits_when_it_can_and_gives_nan_whe
     # Traced (e.g. the predicted class inside jit): no check possible, and never another class's score.
     traced = jax.jit(lambda t: A.target(apply_fn, t)(x))
     assert np.isnan(traced(jnp.array([3, -1]))).all()
-    np.testing.assert_allclose(traced(jnp.array([2, 0])), (x @ w)[jnp.arange(2), jnp.array([2, 0])], rtol=1e-6)
+    np.testing.assert_allclose(traced(jnp.array([2, 0])), (x @ w)[jnp.arange(2), jnp.array([2, 0])], rtol=1e-5)
 
 
 def test_errors_are_raised_at_trace_time(getkey):

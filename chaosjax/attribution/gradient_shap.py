@@ -9,8 +9,10 @@ from chaosjax.attribution._core import (
     Array,
     BatchFn,
     check_batch_size,
+    check_finite,
     check_inputs,
     check_positive_int,
+    check_stdev,
     gradient,
     sum_over_draws,
 )
@@ -47,8 +49,8 @@ def gradient_shap(
     x = check_inputs(f, x, "gradient_shap")
     samples = check_positive_int(samples, "samples", "gradient_shap")
     batch_size = check_batch_size(batch_size, "gradient_shap")
-    if stdev < 0:
-        raise ValueError(f"gradient_shap: `stdev` must be >= 0, got {stdev!r}")
+    check_stdev(stdev, "gradient_shap")
+    check_finite(baselines, "baselines", "gradient_shap")
     refs = jnp.asarray(baselines, x.dtype)
     if refs.shape == x.shape[1:]:
         refs = refs[None]
