@@ -4,7 +4,7 @@
 `chaosjax.tracks.symbolic` computes a CPU grid one cell at a time so that a cell's numbers do not depend on its
 chunk; this measures what that costs. Training: `fit_grid(group=1)` against `group="auto"` (cache-sized
 vmapped groups); attribution: each method over the grid, `lax.map` against `vmap`. Compilation is excluded
-(one warm-up call each); the median of `--repeats` calls is reported.
+(one warm-up call each); the median of `--repeats` calls, the two sides taking turns, is reported.
 
     python benchmarks/cell_by_cell.py                       # the study's model, n 2,500 and 10,000, 15 formulas
     python benchmarks/cell_by_cell.py --n 600 --epochs 50   # a quick look
@@ -13,6 +13,7 @@ vmapped groups); attribution: each method over the grid, `lax.map` against `vmap
 from __future__ import annotations
 
 import argparse
+import statistics
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +30,7 @@ def main() -> None:
     parser.add_argument("--n", default="2500,10000", help="rows per table (comma-separated)")
     parser.add_argument("--formulas", type=int, default=15)
     parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     print(f"backend {jax.default_backend()}, {jax.device_count()} device(s); {args.formulas} formulas, "
           f"{args.epochs} epochs, the study's 3 x 100 GELU MLP, 100 noise columns")
@@ -63,7 +64,9 @@ def main() -> None:
             rows.append((method, attribute(False), attribute(True)))
         for step, side, alone in rows:
             side(), alone()  # compile
-            a, b = median_seconds(side, args.repeats), median_seconds(alone, args.repeats)
+            # Interleaved, so that a change in the machine's load between them does not favour one.
+            times = [(median_seconds(side, 1), median_seconds(alone, 1)) for _ in range(args.repeats)]
+            a, b = (statistics.median(t) for t in zip(*times))
             print(f"| {n} | {step} | {a:.3f} | {b:.3f} | {b / a:.2f} |", flush=True)
 
 

@@ -496,7 +496,28 @@ def test_a_sweep_rejected_after_starting_writes_nothing(config, tmp_path, monkey
     assert len(pd.read_csv(empty / "results.csv")) == 4
 
 
+def test_force_new_sets_a_damaged_directory_aside(config, reference_dir, reference, tmp_path):
+    out = _copy(reference_dir, tmp_path / "run")
+    (out / "sweep.json").write_bytes(b"{")
+    with pytest.raises(ValueError, match="sweep.json is not a sweep description"):
+        _run(config, out)
+    _run(config, out, force_new=True)
+    _assert_identical(out, reference)
+    kept = list(out.glob("previous-*/sweep.json"))
+    assert len(kept) == 1 and kept[0].read_bytes() == b"{"
+
+
 # ------------------------------------------------------------------------------------------ bad inputs
+
+
+def _copy(source: Path, out: Path) -> Path:
+    shutil.copytree(source, out)
+    return out
+
+
+def _with(out: Path, name: str, content: bytes) -> Path:
+    (out / name).write_bytes(content)
+    return out
 
 
 def _file(path: Path) -> Path:
@@ -613,6 +634,8 @@ BAD_INPUTS = [
     ("sweep-json-list", TOML, _sweep_json(b"[1, 2]"), r"sweep.json is not a sweep description"),
     ("sweep-json-binary", TOML, _sweep_json(b"\xff\xfe\x00"), r"sweep.json is not a sweep description"),
     ("sweep-json-other-config", TOML.replace("epochs = 3", "epochs = 4"), None, "holds a sweep of another config"),
+    ("other-process-count", TOML, lambda tmp, ref: _with(_copy(ref, tmp / "out"), "progress.host0.jsonl", b""),
+     r"holds a sweep run by several processes \(progress.host0.jsonl\); resume it with as many"),
     ("progress-no-offset", TOML, _progress_edit(_dropped("offset")), r"progress.jsonl line 2 lacks the field 'offset'"),
     ("progress-no-chunk", TOML, _progress_edit(_dropped("chunk")), r"progress.jsonl line 2 lacks the field 'chunk'"),
     ("progress-edited", TOML, _progress_edit(_changed), r"progress.jsonl line 2 does not match its checksum"),
