@@ -36,8 +36,12 @@ Every chunk's grid axis is split across every local device (`chaosjax._placement
 and a `NamedSharding` on the leading axis; padded to a multiple of the device count with copies of the
 last member, whose rows are dropped):
 
-* symbolic: cells of one setting, cut into chunks of `chunk_size`; a chunk is one `jit(vmap(...))`
-  program over its cells;
+* symbolic: cells of one setting, cut into chunks of `chunk_size`; a chunk is one program over its cells
+  (`chaosjax.tracks.symbolic.train_grid` and `attribute_grid`). A cell's numbers do not depend on its chunk: on
+  a CPU each cell is computed alone (a `lax.map`; XLA rounds a vmapped reduction differently for each batch
+  size, and 1,000 epochs grow that to ~1e-4 in test MAE), so a cell is bit-identical in chunks of any size
+  and in the `symbolic` command. Split across several devices, or on an accelerator, cells run side by side
+  (`vmap`) and agree with other chunkings to that float rounding only;
 * vision and audio: one (model, condition) of a setting, its seeds trained side by side
   (`train_cell`) and then attributed (`attribute_cell`) by the track's own functions;
 * RFE: one setting, its eliminations (datasets x seeds x methods x schedules) one program.
@@ -46,24 +50,43 @@ JAX's own engine does the scheduling; `workers` > 1 keeps several chunks in flig
 compilation (a new setting's programs) overlaps another's device work, with rows still written in plan
 order.
 
-Resume without loss: after each chunk its rows are appended to `DIR/results.csv` (flushed and
-fsynced), then the chunk is recorded in `DIR/progress.jsonl` with the byte size of the results
-file at that point. A symbolic, vision or audio chunk's trained params (its real cells or seeds, so
-that any device count restores them) go to `DIR/checkpoints/<chunk>` (orbax) before attribution; an
-RFE chunk, whose every round retrains and ranks, is not checkpointed and reruns whole if killed. A
-rerun on the same `DIR` skips recorded chunks, drops any tail of the results file that no chunk
-recorded (rows of a chunk that was killed while writing), restores trained-but-unattributed chunks
-from their checkpoints, and runs the rest. A `DIR` made by a different config is refused unless
-`force_new`, which moves the old files to `DIR/previous-<time>/` (nothing is deleted). A rerun compiles
-its programs again; with JAX's persistent cache (`JAX_COMPILATION_CACHE_DIR=~/.cache/jax`, and
-`JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0` to keep small programs too) it loads them instead: a
-3-formula sweep on CPU took 6.5 s, then 3.5 s.
+Nothing lost, nothing doubled, nothing silently wrong (`chaosjax._journal`):
+
+* Journal. After each chunk its rows are appended to `DIR/results.csv` (fsynced), then one line is appended to
+  `DIR/progress.jsonl` (one write, fsynced): the chunk, its row count, the byte span of its rows with their
+  SHA-256, its timings, and a checksum of the line. A kill can only tear the last line (a fragment without a
+  newline): the next run drops it and says so, and its chunk runs again. A complete line that is not a valid
+  record (edited, damaged, a field missing, a chunk twice or out of order) is refused, naming the file and line.
+* Results. On resume each recorded chunk's rows must be in `results.csv` byte for byte: from the first chunk
+  whose rows were edited or deleted (or a missing file) the file as found is copied to `DIR/previous-<time>/`,
+  cut there, and that chunk and every later one run again (from their checkpoints), as one line says. Rows
+  past the last recorded chunk (a kill between rows and record) are dropped, likewise said.
+* Checkpoints. A symbolic, vision or audio chunk's trained params (its real cells or seeds, so that any device
+  count restores them) go to `DIR/checkpoints/<chunk>` (orbax) before attribution, then a marker with the
+  training time and the SHA-256 of every file and of the arrays. A checkpoint without its marker (killed while
+  saving), whose files or arrays do not match, or that orbax cannot read, is said in one line and its chunk
+  trained again; its files are checked before orbax reads them. An RFE chunk, whose every round retrains and
+  ranks, is not checkpointed and reruns whole if killed.
+* Lock. A run holds `DIR/sweep.lock` (`flock`, with its pid, host and start time inside) until it ends: a
+  second run into `DIR` is refused in one line naming the holder; the lock of a process that died (the kernel
+  releases it; its record stays) is reclaimed, and the run says so.
+* Nothing written on bad input. The description, `--out` and a directory's own files are all checked before
+  anything is written; a run into a directory without a sweep that fails before recording its first chunk
+  removes what it wrote (so the corrected config is not refused as "another config").
+
+A `DIR` made by a different config is refused unless `force_new`, which moves the old files to
+`DIR/previous-<time>/` (nothing is deleted). A rerun compiles its programs again; with JAX's persistent cache
+(`JAX_COMPILATION_CACHE_DIR=~/.cache/jax`, and `JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0` to keep small
+programs too) it loads them instead: a 3-formula sweep on CPU took 6.5 s, then 3.5 s.
 
 Multi-host: when `jax.distributed` is configured (`JAX_COORDINATOR_ADDRESS` with `JAX_NUM_PROCESSES` and
 `JAX_PROCESS_ID`, or `CHAOSJAX_DISTRIBUTED=1` on a platform whose environment `jax.distributed.initialize()`
 reads), process `p` of `P` runs chunks `p, p + P, ...` on its local devices, writes `results.host<p>.csv`
-and checkpoints of its own; process 0 merges the results into `results.csv` at the end. Tested with two CPU
-processes on one machine:
+and checkpoints of its own, with a journal `progress.host<p>.jsonl` of its own; process 0 merges the results into
+`results.csv` at the end. Each process holds `sweep.lock` shared (the job's processes share the directory; a
+one-process run is refused) and `sweep.host<p>.lock` exclusively (a process of another job is refused, as is a
+job whose other processes' locks a live job holds); a directory is resumed with the process count it started
+with. Tested with two CPU processes on one machine:
 
     JAX_COORDINATOR_ADDRESS=localhost:1234 JAX_NUM_PROCESSES=2 JAX_PROCESS_ID=0 chaosjax sweep g.toml --out d &
     JAX_COORDINATOR_ADDRESS=localhost:1234 JAX_NUM_PROCESSES=2 JAX_PROCESS_ID=1 chaosjax sweep g.toml --out d
@@ -72,16 +95,20 @@ processes on one machine:
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import functools
 import itertools
 import json
 import os
 import shutil
+import sys
 import threading
 import time
 import tomllib
-from collections.abc import Mapping
+import types
+import typing
+from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -89,6 +116,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from chaosjax import _journal
 from chaosjax._placement import GridPlacement
 from chaosjax.tracks import symbolic as sym
 
@@ -181,11 +209,19 @@ def _columns(track: str) -> tuple[str, ...]:
 
 
 def load_toml(path: str | os.PathLike) -> dict[str, Any]:
+    """The TOML file `path` as a dict; ValueError naming the file when it is missing, unreadable, not text or not
+    TOML."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"sweep: no such config file {str(path)!r}")
     try:
-        return tomllib.loads(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"sweep: {path} is not a TOML text file (byte {err.start} is not UTF-8)") from None
+    except OSError as err:
+        raise ValueError(f"sweep: cannot read {path}: {err.strerror}") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"sweep: {path} is not valid TOML: {err}") from None
 
@@ -194,30 +230,125 @@ def _int_list(value, key) -> tuple[int, ...]:
     from chaosjax._parse import parse_int_range
 
     if isinstance(value, str):
-        return parse_int_range(value, key)
+        try:
+            return parse_int_range(value, key)
+        except ValueError as err:
+            raise ValueError(f"sweep: {key}: {str(err).partition(': ')[2]}") from None
     if isinstance(value, int) and not isinstance(value, bool):
         return (value,)
     if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         return tuple(value)
-    raise ValueError(f"sweep: `{key}` must be integers (a list or a range like '0-4'), got {value!r}")
+    raise ValueError(f"sweep: `{key}` must be integers (a list or a range like '0-4'), got {_shown(value)}")
 
 
-def plan(description: Mapping[str, Any]) -> SweepPlan:
-    """Validates a sweep description and cuts its grid into chunks. Raises ValueError naming the key."""
+def _formulas(value, key) -> tuple[int | str, ...]:
+    """A `formulas` entry: a range string ('0-4', '3,5'), a formula text, an index, or a list of those."""
+    from chaosjax._parse import parse_formulas
+
+    if isinstance(value, str):
+        try:
+            return parse_formulas(value)
+        except ValueError as err:
+            raise ValueError(f"sweep: {key}: {str(err).partition(': ')[2]}") from None
+    values = value if isinstance(value, list) else [value]
+    if not all(isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool)) for v in values):
+        raise ValueError(f"sweep: {key} must be formula indices or texts (a list, or a range like '0-4'), "
+                         f"got {_shown(value)}")
+    return tuple(values)
+
+
+def _shown(value: Any) -> str:
+    """A TOML value for a message, cut short."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a TOML value has the type a config field declares (`None` never: TOML has no null)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, h) for h in args)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_fits(v, a) for v, a in zip(value, args))
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    return hint is not type(None)  # anything else is the config's own validation's
+
+
+def _kind(hint: Any) -> str:
+    """What a field of type `hint` takes, in words."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_kind(h) for h in args if h is not type(None))
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_kind(args[0]).removeprefix('an ').removeprefix('a ')}s"
+        return f"a list of {len(args)} {_kind(args[0]).removeprefix('an ').removeprefix('a ')}s"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
+
+
+def _check_type(key: str, value: Any, hint: Any, axis: bool, written: Any = None) -> None:
+    """Raises ValueError naming `key` when `value` (each element of a list, where a list makes an axis) does not
+    have the field's type; the message shows `written` (what the file says) when given."""
+    values = value if axis else [value]
+    for v in values:
+        if not _fits(v, hint):
+            each = "each value of " if axis else ""
+            shown = v if axis or written is None else written
+            raise ValueError(f"sweep: {each}{key} must be {_kind(hint)}, got {_shown(shown)}")
+
+
+def plan(description: Mapping[str, Any], *, source: str | os.PathLike | None = None) -> SweepPlan:
+    """Validates a sweep description and cuts its grid into chunks. Raises ValueError naming the key (and
+    `source`, the file the description came from, when given)."""
+    try:
+        return _plan(description)
+    except (ValueError, TypeError) as err:
+        message = str(err)
+        if source is not None:
+            message = (f"sweep: {source}: {message.removeprefix('sweep: ')}")
+        elif not message.startswith("sweep: "):
+            message = f"sweep: {message}"
+        raise ValueError(message) from None
+
+
+def _table(description: Mapping[str, Any], name: str) -> dict[str, Any]:
+    table = description.get(name, {})
+    if isinstance(table, list):
+        raise ValueError(f"[{name}] must be one table, not an array of tables ([[{name}]])")
+    if not isinstance(table, Mapping):
+        raise ValueError(f"{name} must be a table ([{name}]), got {_shown(table)}")
+    return dict(table)
+
+
+def _plan(description: Mapping[str, Any]) -> SweepPlan:
+    if not isinstance(description, Mapping):
+        raise TypeError(f"sweep: a description is a dict of tables, got {type(description).__name__}")
     description = dict(description)
     unknown_tables = [k for k in description if k != "sweep" and k not in TRACKS]
     if unknown_tables:
         raise ValueError(f"sweep: unknown track {unknown_tables[0]!r}; tracks a sweep can run: {', '.join(TRACKS)}")
-    options = dict(description.get("sweep", {}))
+    options = _table(description, "sweep")
     for key in options:
         if key not in _SWEEP_KEYS:
             raise ValueError(f"sweep: unknown key [sweep].{key}; expected one of {', '.join(sorted(_SWEEP_KEYS))}")
     chunk_size = options.get("chunk_size", 16)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"sweep: [sweep].chunk_size must be an integer >= 1, got {chunk_size!r}")
+        raise ValueError(f"sweep: [sweep].chunk_size must be an integer >= 1, got {_shown(chunk_size)}")
     combine = options.get("combine", "product")
-    if combine not in COMBINE:
-        raise ValueError(f"sweep: [sweep].combine must be one of {', '.join(map(repr, COMBINE))}, got {combine!r}")
+    if not isinstance(combine, str) or combine not in COMBINE:
+        raise ValueError(f"sweep: [sweep].combine must be one of {', '.join(map(repr, COMBINE))}, "
+                         f"got {_shown(combine)}")
     if not any(t in description for t in TRACKS):
         raise ValueError(f"sweep: empty grid: no track table (add one of {', '.join(f'[{t}]' for t in TRACKS)})")
     spec: dict[str, Any] = {"sweep": {"chunk_size": chunk_size}}
@@ -225,11 +356,11 @@ def plan(description: Mapping[str, Any]) -> SweepPlan:
         spec["sweep"]["combine"] = combine
     chunks: list[Chunk] = []
     if "symbolic" in description:
-        spec["symbolic"], symbolic_chunks = _plan_symbolic(dict(description["symbolic"]), chunk_size, combine)
+        spec["symbolic"], symbolic_chunks = _plan_symbolic(_table(description, "symbolic"), chunk_size, combine)
         chunks.extend(symbolic_chunks)
     for track in _TUPLE_FIELDS:
         if track in description:
-            spec[track], track_chunks = _plan_cells(track, dict(description[track]), combine)
+            spec[track], track_chunks = _plan_cells(track, _table(description, track), combine)
             chunks.extend(track_chunks)
     if not chunks:
         raise ValueError("sweep: empty grid")
@@ -262,30 +393,31 @@ def _plan_symbolic(table: dict[str, Any], chunk_size: int, combine: str = "produ
         if key not in _SYMBOLIC_KEYS:
             raise ValueError(f"sweep: unknown key [symbolic].{key}; expected one of {', '.join(_SYMBOLIC_KEYS)}")
 
+    hints = typing.get_type_hints(sym.SymbolicConfig)
     fixed: dict[str, Any] = {}
     axes: dict[str, list] = {}
     for key, value in table.items():
-        field = _SYMBOLIC_KEYS[key]
+        field, where = _SYMBOLIC_KEYS[key], f"[symbolic].{key}"
         if key == "formulas":
-            if isinstance(value, str):
-                from chaosjax._parse import parse_formulas
-
-                fixed[field] = parse_formulas(value)
-            elif isinstance(value, list):
-                fixed[field] = tuple(value)
-            else:
-                fixed[field] = (value,)
+            fixed[field] = _formulas(value, where)
         elif key == "seeds":
-            fixed[field] = _int_list(value, "[symbolic].seeds")
+            fixed[field] = _int_list(value, where)
         elif key == "methods":
-            fixed[field] = None if value == "all" else tuple([value] if isinstance(value, str) else value)
+            if value == "all":
+                fixed[field] = None
+            else:
+                names = [value] if isinstance(value, str) else value
+                _check_type(where, names, hints[field], axis=False, written=value)
+                fixed[field] = tuple(names)
         elif isinstance(value, list):
             if key not in _AXES:
                 raise ValueError(f"sweep: [symbolic].{key} cannot be a list; axes are {', '.join(_AXES)}")
             if not value:
                 raise ValueError(f"sweep: empty grid: [symbolic].{key} is an empty list")
+            _check_type(where, value, hints[field], axis=True)
             axes[key] = value
         else:
+            _check_type(where, value, hints[field], axis=False)
             fixed[field] = value
     for key in ("formulas", "seeds"):
         if key in fixed and not fixed[key]:
@@ -298,7 +430,10 @@ def _plan_symbolic(table: dict[str, Any], chunk_size: int, combine: str = "produ
     settings = []
     for overrides, axis in _combinations(axes, combine):
         setting = dataclasses.replace(base, **{_SYMBOLIC_KEYS[k]: v for k, v in overrides.items()})
-        setting.validate()
+        try:
+            setting.validate()
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"sweep: [symbolic].{err}") from None
         settings.append((setting, axis))
     chunks = []
     for s, (setting, on_axes) in enumerate(_distinct(settings)):
@@ -316,29 +451,33 @@ def _plan_cells(track: str, table: dict[str, Any], combine: str = "product") -> 
     config_type = getattr(_track_module(track), {"vision": "VisionConfig", "audio": "AudioConfig",
                                                   "rfe": "RFEConfig"}[track])
     fields = [f.name for f in dataclasses.fields(config_type)]
+    hints = typing.get_type_hints(config_type)
     tuple_fields = _TUPLE_FIELDS[track]
     fixed: dict[str, Any] = {}
     axes: dict[str, list] = {}
     for key, value in table.items():
         if key not in fields:
             raise ValueError(f"sweep: unknown key [{track}].{key}; expected one of {', '.join(fields)}")
+        where = f"[{track}].{key}"
         if key == "seeds":
-            fixed[key] = _int_list(value, f"[{track}].seeds")
+            fixed[key] = _int_list(value, where)
         elif key == "methods" and value == "all":
             from chaosjax import attribution
 
             fixed[key] = tuple(attribution.METHODS) if track == "rfe" else None
-        elif key == "formulas" and isinstance(value, str):
-            from chaosjax._parse import parse_formulas
-
-            fixed[key] = parse_formulas(value)
+        elif key == "formulas":
+            fixed[key] = _formulas(value, where)
         elif key in tuple_fields:
-            fixed[key] = tuple([value] if isinstance(value, str) else value)
+            values = value if isinstance(value, list) else [value]
+            _check_type(where, values, hints[key], axis=False, written=value)
+            fixed[key] = tuple(values)
         elif isinstance(value, list):
             if not value:
                 raise ValueError(f"sweep: empty grid: [{track}].{key} is an empty list")
+            _check_type(where, value, hints[key], axis=True)
             axes[key] = value
         else:
+            _check_type(where, value, hints[key], axis=False)
             fixed[key] = value
     for key in ("conditions", "models", "seeds"):
         if key in fixed and not fixed[key]:
@@ -352,7 +491,7 @@ def _plan_cells(track: str, table: dict[str, Any], combine: str = "product") -> 
         setting = dataclasses.replace(base, **overrides)
         try:
             setting.validate()
-        except ValueError as err:
+        except (ValueError, TypeError) as err:
             raise ValueError(f"sweep: [{track}].{err}") from None
         settings.append((setting, axis))
     chunks = []
@@ -392,64 +531,202 @@ def _distributed() -> tuple[int, int]:
 # -------------------------------------------------------------------------------------------- storage
 
 
-class _Store:
-    """Append-only results with a progress log; see the module docstring."""
+def _notify(message: str) -> None:
+    """A one-line notice about the directory (a repair, a reclaimed lock, a retrained chunk), on stderr."""
+    print(f"chaosjax: {message}", file=sys.stderr, flush=True)
 
-    def __init__(self, path: Path, host: int, hosts: int, columns: tuple[str, ...] = tuple(sym.COLUMNS)):
+
+def _aside(path: Path) -> Path:
+    """A new, empty `path/previous-<time>/` directory to keep old files in (nothing is deleted)."""
+    stamp = time.strftime("previous-%Y%m%d-%H%M%S")
+    keep = path / stamp
+    for n in itertools.count(2):
+        try:
+            keep.mkdir()
+            return keep
+        except FileExistsError:
+            keep = path / f"{stamp}-{n}"
+    raise AssertionError("unreachable")
+
+
+class _Store:
+    """A process's results file, its journal and its checkpoints; see the module docstring."""
+
+    #: Written into a checkpoint's directory after the arrays, with their digest: its absence means the save did
+    #: not finish.
+    MARKER = "chaosjax.json"
+
+    def __init__(self, path: Path, host: int, hosts: int, columns: tuple[str, ...] = tuple(sym.COLUMNS),
+                 notify=_notify):
         self.path = path
         self.columns = list(columns)
         suffix = "" if hosts == 1 else f".host{host}"
         self.results = path / f"results{suffix}.csv"
         self.progress = path / f"progress{suffix}.jsonl"
         self.checkpoints = path / "checkpoints"
+        self.notify = notify
+        self.end = 0  # bytes of the results file that recorded chunks hold
+        self.appended = 0  # chunks this process recorded
 
-    def done(self) -> dict[str, dict]:
-        """Recorded chunks; also cuts the results file back to the last recorded size."""
-        entries = _read_progress(self.progress)
-        size = max((e["offset"] for e in entries.values()), default=0)
-        if self.results.exists() and self.results.stat().st_size > size:
+    def open(self, chunks: Collection[str]) -> dict[str, dict]:
+        """The chunks the journal records (of `chunks`, this process's share), after making the files agree:
+        a torn last record is dropped; rows that do not match their record's digest (edited or deleted) are set
+        aside with every later chunk, which run again; rows no chunk recorded (a chunk killed while writing) are
+        dropped. Each repair says so in one line. A journal that was edited is refused (ValueError naming the
+        file and line)."""
+        records, valid, length = _journal.read_journal(self.progress)
+        if length > valid:
+            with open(self.progress, "r+b") as fh:
+                fh.truncate(valid)
+                os.fsync(fh.fileno())
+            self.notify(f"sweep: {self.progress} ended in a torn record (a run killed while writing it); dropped "
+                        "it, and its chunk runs again")
+        seen: set[str] = set()
+        end = 0
+        for line, record in enumerate(records, start=1):
+            where = f"sweep: {self.progress} line {line}"
+            if record["chunk"] not in chunks:
+                raise ValueError(f"{where} records chunk {record['chunk']!r}, which is not this process's share of "
+                                 "the sweep (edited, or run with another number of processes); restore it, or "
+                                 "start over with --force-new")
+            if record["chunk"] in seen:
+                raise ValueError(f"{where} records chunk {record['chunk']!r} a second time; the journal was edited "
+                                 "(restore it, or start over with --force-new)")
+            if record["start"] != end:
+                raise ValueError(f"{where}: its rows start at byte {record['start']} of {self.results.name}, but "
+                                 f"the chunk before ends at byte {end}; the journal was edited (restore it, or "
+                                 "start over with --force-new)")
+            seen.add(record["chunk"])
+            end = record["offset"]
+        records = self._verify_results(records)
+        self.end = records[-1]["offset"] if records else 0
+        if self.results.exists() and self.results.stat().st_size > self.end:
+            extra = self.results.stat().st_size - self.end
             with open(self.results, "r+b") as fh:
-                fh.truncate(size)  # rows past the last recorded chunk were never finished
-        return entries
+                fh.truncate(self.end)  # rows past the last recorded chunk were never finished
+                os.fsync(fh.fileno())
+            self.notify(f"sweep: dropped {extra} bytes of rows that no chunk recorded from {self.results} (a run "
+                        "killed before recording them); their chunk runs again")
+        return {r["chunk"]: r for r in records}
+
+    def _verify_results(self, records: list[dict]) -> list[dict]:
+        """The records whose rows are in the results file byte for byte; from the first that is not, the rows
+        are set aside (a copy of the file in previous-<time>/) and the journal is cut there."""
+        if not records:
+            return records
+        data = self.results.read_bytes() if self.results.exists() else None
+        for k, record in enumerate(records):
+            if data is None:
+                reason = "is missing"
+            elif len(data) < record["offset"]:
+                reason = "is shorter than its journal records"
+            elif _journal.sha256(data[record["start"]:record["offset"]]) != record["sha256"]:
+                reason = "does not match its journal (rows edited or deleted)"
+            else:
+                continue
+            kept = ""
+            if data:
+                keep = _aside(self.path)
+                shutil.copy2(self.results, keep / self.results.name)
+                kept = f"; the file as found is kept in {keep}"
+            later = len(records) - k - 1
+            after = {0: "", 1: " and the chunk after it"}.get(later, f" and the {later} chunks after it")
+            self.notify(f"sweep: {self.results} {reason} from chunk {record['chunk']} on; rerunning it{after} (from "
+                        f"their checkpoints){kept}")
+            fd = os.open(self.results, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                os.ftruncate(fd, record["start"])
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            kept_records = records[:k]
+            _journal.atomic_write(self.progress, b"".join(_journal.encode_record(
+                **{f: r[f] for f in _journal.RECORD_FIELDS}) for r in kept_records).decode())
+            return kept_records
+        return records
 
     def append(self, chunk_id: str, rows: list[dict], seconds: dict[str, float]) -> None:
+        """Appends a chunk's rows (fsynced), then its journal record (one write, fsynced)."""
         import pandas as pd
 
         frame = pd.DataFrame(rows, columns=self.columns)
-        header = not self.results.exists() or self.results.stat().st_size == 0
-        text = frame.to_csv(index=False, header=header)
-        with open(self.results, "a") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-            offset = fh.tell()
-        with open(self.progress, "a") as fh:
-            fh.write(json.dumps({"chunk": chunk_id, "rows": len(rows), "offset": offset, "seconds": seconds}) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        data = frame.to_csv(index=False, header=self.end == 0).encode()
+        new = not self.results.exists()
+        fd = os.open(self.results, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            _journal.write_all(fd, data, "results")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if new:
+            _journal.fsync_dir(self.path)
+        _journal.fault("after-results")
+        record = _journal.encode_record(chunk=chunk_id, rows=len(rows), start=self.end, offset=self.end + len(data),
+                                        sha256=_journal.sha256(data), seconds=seconds)
+        new = not self.progress.exists()
+        fd = os.open(self.progress, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            _journal.write_all(fd, record, "record")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if new:
+            _journal.fsync_dir(self.path)
+        self.end += len(data)
+        self.appended += 1
+        _journal.fault("after-record")
 
     def checkpoint_path(self, chunk_id: str) -> Path:
         return self.checkpoints / chunk_id
 
     def save_trained(self, chunk_id: str, tree: Any, seconds: float) -> None:
-        """Saves a chunk's trained arrays (its real cells only, so that any device count can restore them) and
-        its training time."""
+        """Saves a chunk's trained arrays (its real cells only, so that any device count can restore them), then
+        marks the save finished: its training time, the SHA-256 of each file orbax wrote and of the arrays."""
         target = self.checkpoint_path(chunk_id)
         if target.exists():
-            shutil.rmtree(target)  # an unfinished save of a killed run
+            shutil.rmtree(target)  # an unfinished or damaged save
         # Host copies: each process saves its own chunks alone (device arrays of one host are not global).
-        _checkpointer().save(target.resolve(), jax.device_get(tree))
-        (target / "chaosjax_seconds.json").write_text(json.dumps({"train_seconds": seconds}))
+        arrays = jax.device_get(tree)
+        _checkpointer().save(target.resolve(), arrays)
+        _journal.fault("checkpoint")
+        _journal.atomic_write(target / self.MARKER, _journal.sealed({
+            "train_seconds": seconds, "files": _journal.files_digest(target, self.MARKER),
+            "sha256": _journal.tree_digest(arrays)}))
+        _journal.fault("after-checkpoint")
 
     def restore_trained(self, chunk_id: str, template) -> tuple[Any, float] | None:
         """(arrays shaped like what `template()` returns, training seconds), or None when the chunk has no finished
-        checkpoint. `template` is only traced for its shapes (`jax.eval_shape`), never run."""
+        checkpoint, or one whose files do not match their digests (checked before orbax reads them), or that
+        cannot be read, or whose arrays do not match theirs: each said in one line, and the chunk is trained
+        again. `template` is only traced for its shapes (`jax.eval_shape`), never run."""
         target = self.checkpoint_path(chunk_id)
-        meta = target / "chaosjax_seconds.json"
-        if not meta.exists():  # written last: without it the save did not finish
+        if not target.exists():
             return None
-        restored = _checkpointer().restore(target.resolve(), jax.eval_shape(template))
-        return restored, json.loads(meta.read_text())["train_seconds"]
+        again = f"training chunk {chunk_id} again"
+        try:
+            meta = _journal.unseal((target / self.MARKER).read_text())
+            seconds, files, digest = float(meta["train_seconds"]), dict(meta["files"]), str(meta["sha256"])
+        except FileNotFoundError:
+            self.notify(f"sweep: the checkpoint of chunk {chunk_id} was not finished (a run killed while saving "
+                        f"it); {again}")
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            self.notify(f"sweep: {target / self.MARKER} is damaged; {again}")
+            return None
+        found = _journal.files_digest(target, self.MARKER)
+        if found != files:
+            bad = sorted(set(files) ^ set(found)) or sorted(k for k in files if files[k] != found[k])
+            self.notify(f"sweep: the checkpoint {target} does not match its checksum (damaged: {bad[0]}); {again}")
+            return None
+        try:
+            restored = _checkpointer().restore(target.resolve(), jax.eval_shape(template))
+        except Exception as err:  # noqa: BLE001 - any failure to read it: the chunk is trained again
+            self.notify(f"sweep: the checkpoint {target} cannot be read ({type(err).__name__}); {again}")
+            return None
+        if _journal.tree_digest(restored) != digest:
+            self.notify(f"sweep: the checkpoint {target} does not match its checksum (its arrays); {again}")
+            return None
+        return restored, seconds
 
 
 def _leading(tree: Any, rows: int) -> Any:
@@ -479,27 +756,22 @@ def _cached_training(store: _Store, lock: threading.Lock, chunk_id: str, templat
     return tree, seconds, False
 
 
-def _read_progress(log: Path) -> dict[str, dict]:
-    """The chunks a progress log records, by id."""
-    entries: dict[str, dict] = {}
-    if log.exists():
-        for line in log.read_text().splitlines():
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line torn by a kill: its chunk reruns
-            entries[entry["chunk"]] = entry
-    return entries
-
-
 def _chunk_records(path: Path) -> dict[str, dict]:
-    """Every recorded chunk of the sweep in `path`, from every host's progress log."""
-    return {k: v for log in sorted(path.glob("progress*.jsonl")) for k, v in _read_progress(log).items()}
+    """Every recorded chunk of the sweep in `path`, from every host's journal (read only: a torn last record is
+    left for the next run to drop)."""
+    return {r["chunk"]: r for log in sorted(path.glob("progress*.jsonl")) for r in _journal.read_journal(log)[0]}
 
 
 def _unpadded(rows: list[dict], padded: int, real: int) -> list[dict]:
     """Rows of the real members only: each method's rows come in member order, `padded` of them, the copies last."""
     return [r for i, r in enumerate(rows) if i % padded < real]
+
+
+def _symbolic_template(chunk: Chunk) -> dict[str, Any]:
+    """What a symbolic chunk's checkpoint holds (its real cells' params and losses); traced for shapes only."""
+    model = sym.model_of(chunk.setting)
+    return {"params": jax.vmap(model.init)(jnp.stack([sym._stream(c, 1) for c in chunk.cells])),
+            "losses": jnp.zeros((len(chunk.cells), chunk.setting.epochs), jnp.float32)}
 
 
 def _compute_symbolic(chunk: Chunk, store: _Store, lock: threading.Lock, place: GridPlacement):
@@ -508,10 +780,7 @@ def _compute_symbolic(chunk: Chunk, store: _Store, lock: threading.Lock, place: 
     real = len(chunk.cells)
     t0 = time.perf_counter()
     grid = sym.build_grid(chunk.setting, cells)
-    model = sym.model_of(chunk.setting)
-    def template():
-        return {"params": jax.vmap(model.init)(jnp.stack([sym._stream(c, 1) for c in chunk.cells])),
-                "losses": jnp.zeros((real, chunk.setting.epochs), jnp.float32)}
+    template = functools.partial(_symbolic_template, chunk)
 
     def train():
         trained = sym.train_grid(chunk.setting, grid, place=place)
@@ -579,28 +848,70 @@ def _checkpointer():
         multiprocessing_options=ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me}))
 
 
-def _holds(path: Path, spec: dict) -> bool:
-    """Whether `path` holds a sweep of this normalised description (its `sweep.json`)."""
-    stored = path / "sweep.json"
-    return stored.exists() and json.loads(stored.read_text()) == json.loads(json.dumps(spec, default=str))
+# ------------------------------------------------------------------------------------------ the directory
+
+#: The directory's lock files: `sweep.lock`, and one per process of a multi-process sweep.
+_LOCK = "sweep.lock"
 
 
-def _check_directory(path: Path, spec: dict, force_new: bool) -> None:
+def _stored_spec(path: Path) -> dict | None:
+    """The description `path/sweep.json` holds, None without one; ValueError naming the file when it is damaged."""
     stored = path / "sweep.json"
     if not stored.exists():
-        if (path / "results.csv").exists():
-            if not force_new:
-                raise ValueError(f"--out: {path} holds results that no sweep wrote; use another directory or "
-                                 "--force-new")
-        else:
+        return None
+    try:
+        spec = json.loads(stored.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, OSError) as err:
+        where = f" ({err.msg} at line {err.lineno} column {err.colno})" if isinstance(err, json.JSONDecodeError) else ""
+        raise ValueError(f"--out: {stored} is not a sweep description{where}; it was edited or damaged: restore it, "
+                         "or start over with --force-new (the old files are kept)") from None
+    if not isinstance(spec, dict) or "sweep" not in spec:
+        raise ValueError(f"--out: {stored} is not a sweep description; it was edited or damaged: restore it, or "
+                         "start over with --force-new (the old files are kept)")
+    return spec
+
+
+def _normalised(spec: dict) -> dict:
+    return json.loads(json.dumps(spec, default=str))
+
+
+def _holds(path: Path, spec: dict) -> bool:
+    """Whether `path` holds a sweep of this normalised description (its `sweep.json`)."""
+    return _stored_spec(path) == _normalised(spec)
+
+
+def _check_out(path: Path) -> None:
+    """ValueError when `--out` cannot be a directory (it, or a folder above it, is a file)."""
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise ValueError(f"--out: {folder} is not a directory" if folder == path else
+                                 f"--out: {path} cannot be made: {folder} is a file")
             return
-    elif _holds(path, spec):
+
+
+def _check_directory(path: Path, spec: dict, force_new: bool, move: bool = True) -> None:
+    """Refuses a directory that holds another sweep, results of no sweep, or a damaged `sweep.json` (ValueError),
+    unless `force_new`, which (with `move`) moves its files but the locks to `path/previous-<time>/`."""
+    try:
+        old = _stored_spec(path)
+    except ValueError:
+        if not force_new:
+            raise
+        old = {}
+    if old is None:
+        if not any(path.glob("results*.csv")):
+            return
+        if not force_new:
+            raise ValueError(f"--out: {path} holds results that no sweep wrote; use another directory or "
+                             "--force-new")
+    elif old == _normalised(spec):
         return
     elif not force_new:
-        old = json.loads(stored.read_text())
         differing = []
         for track in TRACKS:
             before, now = old.get(track, {}), spec.get(track, {})
+            before, now = (before if isinstance(before, dict) else {}), (now if isinstance(now, dict) else {})
             if before.get("axes") != now.get("axes"):
                 differing.append(f"{track} axes")
             before, now = before.get("fixed", {}), now.get("fixed", {})
@@ -609,42 +920,143 @@ def _check_directory(path: Path, spec: dict, force_new: bool) -> None:
         hint = f" (differs in {', '.join(differing)})" if differing else ""
         raise ValueError(f"--out: {path} holds a sweep of another config{hint}; resume it with its own config, "
                          "use another directory, or pass --force-new")
+    if not move:
+        return
     # --force-new: keep the old run, out of the way.
-    keep = path / time.strftime("previous-%Y%m%d-%H%M%S")
-    keep.mkdir()
+    keep = _aside(path)
     for item in list(path.iterdir()):
-        if not item.name.startswith("previous-"):
+        if not item.name.startswith(("previous-", "sweep.lock", "sweep.host")):
             shutil.move(str(item), keep / item.name)
+
+
+def _check_layout(path: Path, hosts: int) -> None:
+    """Refuses to resume a sweep with another process layout than it started with (each process's journal
+    covers its own share of the chunks)."""
+    single = path / "progress.jsonl"
+    multi = sorted(path.glob("progress.host*.jsonl"))
+    if hosts == 1 and multi:
+        raise ValueError(f"--out: {path} holds a sweep run by several processes ({multi[0].name}); resume it with "
+                         "as many, or start over with --force-new")
+    if hosts > 1 and single.exists() and single.stat().st_size:
+        raise ValueError(f"--out: {path} holds a sweep run by one process ({single.name}); resume it with one, or "
+                         "start over with --force-new")
+
+
+def _lock(path: Path, host: int, hosts: int, notify) -> list[_journal.DirectoryLock]:
+    """Locks `--out` for this run. One process: `sweep.lock`, exclusively. Each process of a multi-process sweep:
+    `sweep.lock` shared (the job's processes share the directory, nobody else does) and `sweep.host<p>.lock`
+    exclusively (its own files), refusing a directory whose other process locks a live process of another job
+    holds."""
+    what = f"--out {path}"
+    job = {"job": os.environ.get("JAX_COORDINATOR_ADDRESS", ""), "process": host, "processes": hosts}
+    locks = [_journal.DirectoryLock(path / _LOCK, shared=hosts > 1)]
+    if hosts > 1:
+        locks.append(_journal.DirectoryLock(path / f"sweep.host{host}.lock", info=job))
+    taken = []
+    try:
+        for lock in locks:
+            notice = lock.acquire(what)
+            taken.append(lock)
+            if notice:
+                notify(f"sweep: {notice}")
+        if hosts > 1:
+            for other in sorted(path.glob("sweep.host*.lock")):
+                if other.name == locks[1].path.name:
+                    continue
+                holder = _journal.live_holder(other)
+                if holder and (holder.get("job"), holder.get("processes")) != (job["job"], hosts):
+                    raise ValueError(f"{what} is in use by another multi-process sweep "
+                                     f"({_journal.describe_holder(holder)}); wait for it to finish, or use another "
+                                     "directory")
+    except BaseException:
+        for lock in reversed(taken):
+            lock.release()
+        raise
+    return locks
+
+
+def _roll_back(path: Path, before: set[str], created: bool, everything: bool) -> None:
+    """After a run that failed before recording a chunk: removes the lock files it made, and with `everything`
+    (a directory that held no sweep) all it wrote (entries not in `before`): a rejected sweep leaves nothing."""
+    for name in set(os.listdir(path)) - before:
+        if not everything and not (name.startswith("sweep.") and name.endswith(".lock")):
+            continue
+        item = path / name
+        shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
+    if created:
+        with contextlib.suppress(OSError):
+            path.rmdir()  # only if empty
 
 
 # ------------------------------------------------------------------------------------------------ run
 
 
 def run(description: Mapping[str, Any], out: str | os.PathLike, *, force_new: bool = False,
-        progress: bool = True, log=print, workers: int = 1):
+        progress: bool = True, log=print, workers: int = 1, source: str | os.PathLike | None = None,
+        notify=_notify):
     """Runs (or resumes) a sweep into `out`; returns the results DataFrame (this host's, merged on host 0).
 
     `workers` chunks are in flight at once, each in a thread of its own: one chunk's compilation (CPU work,
     which releases the GIL) overlaps the others' compilation and device work. Rows are still appended in
     plan order, so the results file is the same for any `workers`.
+
+    Everything is validated before anything is written: bad input (the description, `--out`, a directory of
+    another sweep or one being run) raises ValueError naming the key or file (`source`: the description's file,
+    for messages) and writes nothing; so does any error before this run recorded its first chunk into a new
+    directory (what it wrote is removed). `notify(line)` receives the one-line notices about repairs (default:
+    stderr).
     """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers: expected an integer >= 1, got {workers!r}")
+    sweep_plan = plan(description, source=source)
+    path = Path(out)
+    _check_out(path)
+    host, hosts = _distributed()
+    if host == 0:
+        _check_directory(path, sweep_plan.spec, force_new, move=False)  # refused before writing anything
+    created = not path.exists()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"--out: cannot create {path}: {err.strerror}") from None
+    before = set(os.listdir(path))
+    try:
+        locks = _lock(path, host, hosts, notify)
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only if nobody else put anything there
+        raise
+    store, fresh = None, False
+    try:
+        _journal.fault("locked")
+        fresh = hosts == 1 and not (path / "sweep.json").exists()  # decided under the lock
+        if host == 0:
+            _check_directory(path, sweep_plan.spec, force_new)  # again, now that nobody else writes
+            if not _holds(path, sweep_plan.spec):
+                _journal.atomic_write(path / "sweep.json", json.dumps(sweep_plan.spec, indent=2, default=str),
+                                      "sweep-json")
+        _check_layout(path, hosts)
+        mine = [c for i, c in enumerate(sweep_plan.chunks) if i % hosts == host]
+        store = _Store(path, host, hosts, sweep_plan.columns, notify=notify)
+        done = store.open({c.id for c in mine})
+        return _run_chunks(sweep_plan, mine, done, store, path, host, hosts, progress, log, workers)
+    except Exception:
+        if store is None or store.appended == 0:
+            for lock in locks:
+                lock.release()
+            _roll_back(path, before, created, everything=fresh)
+        raise
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _run_chunks(sweep_plan: SweepPlan, mine: list[Chunk], done: dict, store: _Store, path: Path, host: int,
+                hosts: int, progress: bool, log, workers: int):
     import pandas as pd
     from tqdm.auto import tqdm
 
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers: expected an integer >= 1, got {workers!r}")
-    sweep_plan = plan(description)
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"--out: {path} is not a directory")
-    host, hosts = _distributed()
-    if host == 0:
-        path.mkdir(parents=True, exist_ok=True)
-        _check_directory(path, sweep_plan.spec, force_new)
-        (path / "sweep.json").write_text(json.dumps(sweep_plan.spec, indent=2, default=str))
-    store = _Store(path, host, hosts, sweep_plan.columns)
-    done = store.done()
-    mine = [c for i, c in enumerate(sweep_plan.chunks) if i % hosts == host]
     todo = [c for c in mine if c.id not in done]
     place = GridPlacement()
     devices = place.devices
@@ -688,10 +1100,9 @@ def run(description: Mapping[str, Any], out: str | os.PathLike, *, force_new: bo
 
         multihost_utils.sync_global_devices("chaosjax-sweep-done")
         if host == 0:
-            parts = [pd.read_csv(p) for p in sorted(path.glob("results.host*.csv"))]
+            parts = [pd.read_csv(p) for p in sorted(path.glob("results.host*.csv")) if p.stat().st_size]
             merged = pd.concat(parts, ignore_index=True)
-            merged.to_csv(path / "results.csv.tmp", index=False)
-            os.replace(path / "results.csv.tmp", path / "results.csv")
+            _journal.atomic_write(path / "results.csv", merged.to_csv(index=False))
     mine_only = store.results if hosts > 1 and host != 0 else path / "results.csv"  # host 0 merges
     frame = pd.read_csv(mine_only) if mine_only.exists() and mine_only.stat().st_size else pd.DataFrame()
     if host == 0:
@@ -706,7 +1117,7 @@ def run(description: Mapping[str, Any], out: str | os.PathLike, *, force_new: bo
             "wall_seconds": {"this_run": time.time() - started,
                              "per_chunk": {k: v.get("seconds") for k, v in entries.items()}},
         }
-        (path / "config.json").write_text(json.dumps(meta, indent=2, default=str))
+        _journal.atomic_write(path / "config.json", json.dumps(meta, indent=2, default=str), "config")
     return frame
 
 
@@ -752,12 +1163,13 @@ def add_cli(sub) -> None:
 
     def handler(args) -> int:
         description = load_toml(args.config)
+        sweep_plan = plan(description, source=args.config)
         if args.plan:
-            print(describe(plan(description), args.out))
+            print(describe(sweep_plan, args.out))
             return 0
         frame = run(description, args.out, force_new=args.force_new, progress=not args.quiet,
-                    workers=args.workers)
-        spec = plan(description).spec
+                    workers=args.workers, source=args.config)
+        spec = sweep_plan.spec
         for track in TRACKS:
             if track not in spec or not len(frame):
                 continue

@@ -29,7 +29,7 @@ from chaosjax import attribution, metrics
 from chaosjax.checks import diverged
 from chaosjax.data import symbolic as data
 from chaosjax.models.mlp import mlp
-from chaosjax.train import OPTIMIZERS, fit_grid, predict_grid, progress_to
+from chaosjax.train import OPTIMIZERS, fit_grid, progress_to
 
 #: Ground truth each method is scored against (`chaosjax.data.symbolic.ground_truth` method names).
 TRUTH_FOR = {
@@ -207,8 +207,31 @@ def _method_options(config: SymbolicConfig, method: str) -> dict[str, Any]:
     return {}
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn", "method", "options"))
-def _attribute_grid(apply_fn, params, x, refs, keys, *, method: str, options: tuple) -> jax.Array:
+def _cell_by_cell(x: jax.Array) -> bool:
+    """Whether a grid's cells are computed one at a time (a `lax.map`) rather than side by side (a `vmap`).
+
+    XLA compiles a vmapped reduction or contraction differently for each grid size (and a size-1 batch as an
+    unbatched op), so side by side a cell's float rounding depends on which cells share its grid; over 1,000
+    epochs that grows to ~1e-4 in test MAE and to flipped near-ties in the ranking scores. One at a time, every
+    cell runs the same program whatever its grid: on a CPU a cell's numbers are bit-identical in any chunk of a
+    sweep and in the `symbolic` command, and it is no slower (`benchmarks/cell_by_cell.py`, 15 formulas, 2 cores:
+    0.58-1.06 of the vmapped time per step at n 2,500 and 10,000; cache-sized work). A grid split
+    across several devices, or on an accelerator, stays side by side (that is its speed), and agrees with
+    other groupings to float rounding grown by training."""
+    sharding = getattr(x, "sharding", None)
+    return jax.default_backend() == "cpu" and (sharding is None or len(sharding.device_set) == 1)
+
+
+def _over_cells(fn, *args, cell_by_cell: bool):
+    """`fn` on each cell's slice of `args` (leading axis: cells): one at a time or side by side."""
+    if cell_by_cell:
+        return jax.lax.map(lambda a: fn(*a), args)
+    return jax.vmap(fn)(*args)
+
+
+@functools.partial(jax.jit, static_argnames=("apply_fn", "method", "options", "cell_by_cell"))
+def _attribute_grid(apply_fn, params, x, refs, keys, *, method: str, options: tuple,
+                    cell_by_cell: bool = False) -> jax.Array:
     """`method` on every grid member's test rows: `(G, rows, W)`; one compiled program per method."""
     kwargs = dict(options)
     if "method_kwargs" in kwargs:
@@ -224,11 +247,11 @@ def _attribute_grid(apply_fn, params, x, refs, keys, *, method: str, options: tu
             extra["baselines"] = rg
         return fn(f, xg, **kwargs, **extra)
 
-    return jax.vmap(one)(params, x, refs, keys)
+    return _over_cells(one, params, x, refs, keys, cell_by_cell=cell_by_cell)
 
 
-@functools.partial(jax.jit, static_argnames=("protocol",))
-def _scores(attr, truth, m, mask, *, protocol):
+@functools.partial(jax.jit, static_argnames=("protocol", "cell_by_cell"))
+def _scores(attr, truth, m, mask, *, protocol, cell_by_cell: bool = False):
     def one(a, g, mm, valid):
         return (
             metrics.functional_precision(a, mm, valid=valid),
@@ -236,7 +259,17 @@ def _scores(attr, truth, m, mask, *, protocol):
             metrics.consistency(a, mm, valid=valid),
         )
 
-    return jax.vmap(one)(attr, truth, m, mask)
+    return _over_cells(one, attr, truth, m, mask, cell_by_cell=cell_by_cell)
+
+
+@functools.partial(jax.jit, static_argnames=("apply_fn", "cell_by_cell"))
+def _predictions(apply_fn, params, x_test, y_test, y_test_clean, *, cell_by_cell: bool = False):
+    """Each cell's test MAE and pred score."""
+    def one(p, x, y, clean):
+        pred = apply_fn(p, x)[..., 0]
+        return jnp.mean(jnp.abs(pred - y)), metrics.pred_score(pred, clean)
+
+    return _over_cells(one, params, x_test, y_test, y_test_clean, cell_by_cell=cell_by_cell)
 
 
 # ------------------------------------------------------------------------------------------------ a grid
@@ -262,7 +295,8 @@ def cells_of(config: SymbolicConfig) -> list[Cell]:
 
 def grid_width(config: SymbolicConfig) -> int:
     """Common column count of a setting: the largest m plus the noise columns (fixed per config, so a
-    cell's numbers do not depend on which other cells share its chunk)."""
+    cell's shapes do not depend on which other cells share its chunk; its rounding does not either where the
+    cells run one at a time, see `_cell_by_cell`)."""
     return max(f.m for _, f in config.resolved_formulas()) + config.noise_features
 
 
@@ -337,6 +371,7 @@ def train_grid(config: SymbolicConfig, grid: Grid, place=None) -> Trained:
         model.apply, params, x, y, keys,
         optimizer=config.optimizer, learning_rate=config.learning_rate, epochs=config.epochs,
         batch_size=config.train_batch_size, loss="mse", dropout=config.dropout > 0,
+        group=1 if _cell_by_cell(x) else "auto",
     )
     jax.block_until_ready(result)
     return Trained(result.params, result.losses, time.perf_counter() - start)
@@ -350,9 +385,9 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
     model = model_of(config)
     size = len(grid.cells)
     params, x_test = place((trained.params, grid.x_test))
-    pred = predict_grid(model.apply, params, x_test)[..., 0]
-    mae = jnp.mean(jnp.abs(pred - grid.y_test), axis=1)
-    pred_score = jax.vmap(metrics.pred_score)(pred, grid.y_test_clean)
+    one_at_a_time = _cell_by_cell(x_test)
+    mae, pred_score = _predictions(model.apply, params, x_test, *place((grid.y_test, grid.y_test_clean)),
+                                   cell_by_cell=one_at_a_time)
     initial_loss, final_loss = trained.losses[:, 0], trained.losses[:, -1]
     refs = place(grid.x_train[:, :64])  # GradientSHAP's baseline distribution: training rows
     attr_keys = place(jnp.stack([_stream(c, 3) for c in grid.cells]))
@@ -364,12 +399,13 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
         say(f"attribute: {method}")
         options = tuple(sorted(_method_options(config, method).items()))
         start = time.perf_counter()
-        attr = _attribute_grid(model.apply, params, x_test, refs, attr_keys, method=method, options=options)
+        attr = _attribute_grid(model.apply, params, x_test, refs, attr_keys, method=method, options=options,
+                               cell_by_cell=one_at_a_time)
         jax.block_until_ready(attr)
         seconds = time.perf_counter() - start
         truth = _truth(grid, TRUTH_FOR[method], config.protocol)
         precision, uniform, consistency = (np.where(dead, np.nan, score) for score in jax.device_get(
-            _scores(attr, truth, m, grid.mask, protocol=config.protocol)))
+            _scores(attr, truth, m, grid.mask, protocol=config.protocol, cell_by_cell=one_at_a_time)))
         for g, cell in enumerate(grid.cells):
             rows.append({
                 "track": "symbolic",
