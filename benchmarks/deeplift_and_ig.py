@@ -12,7 +12,8 @@ summation-to-delta is off through max-pooling, and how many integrated-gradients
    small CNN (untrained), with the zero baseline and with a random baseline per sample.
 3. ig: integrated gradients with 10, 20 and 50 Gauss-Legendre steps on trained MLPs: the study's RFE setting
    (formulas 10-14, 150 noise columns; does the ranking by mean |attribution| change?) and its symbolic
-   setting (15 formulas, 100 noise columns; how much do functional precision and uniform score move?).
+   setting (15 formulas, 100 noise columns; how much do functional precision and uniform score move? scored
+   under `--protocols`, default corrected).
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def maxpool_gap(samples: int = 64) -> None:
 # --------------------------------------------------------------------------------------------------- ig
 
 
-def ig_steps(epochs: int) -> None:
+def ig_steps(epochs: int, protocols: tuple[str, ...]) -> None:
     from chaosjax.tracks import symbolic as track
 
     def attrs(config):
@@ -153,7 +154,7 @@ def ig_steps(epochs: int) -> None:
         print(f"| {cell.label} | {rel[10]:.2e} | {rel[20]:.2e} | {same_rank} | {same_rounds} |")
 
     # The symbolic setting: the two scores with 10, 20, 50 steps.
-    for protocol in ("paper", "corrected"):
+    for protocol in protocols:
         config = track.SymbolicConfig(epochs=epochs, protocol=protocol)
         grid, out = attrs(config)
         truth = track._truth(grid, "integrated_gradients", protocol)
@@ -171,6 +172,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=("trace", "maxpool", "ig", "all"), default="all")
     parser.add_argument("--epochs", type=int, default=1000, help="training epochs of the IG part's MLPs")
+    parser.add_argument("--protocols", default="corrected",
+                        help="scoring protocols of the IG part's symbolic setting (paper, corrected or both)")
     args = parser.parse_args()
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}\n")
     if args.part in ("trace", "all"):
@@ -180,7 +183,7 @@ def main() -> None:
         maxpool_gap()
         print()
     if args.part in ("ig", "all"):
-        ig_steps(args.epochs)
+        ig_steps(args.epochs, tuple(p.strip() for p in args.protocols.split(",") if p.strip()))
 
 
 if __name__ == "__main__":
