@@ -34,7 +34,17 @@ def _add_symbolic(sub) -> None:
     p.add_argument("--optimizer", default="adam", help="adam, adagrad, adadelta, rmsprop, sgd or asgd")
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--label-noise", type=float, default=0.01, help="std of the Gaussian label noise")
-    p.add_argument("--ig-steps", type=int, default=10, help="integrated-gradients steps (Gauss-Legendre)")
+    p.add_argument("--ig-steps", type=int, default=10,
+                   help="integrated-gradients steps (Gauss-Legendre) behind functional precision and consistency")
+    p.add_argument("--ig-steps-uniform", type=int, default=None,
+                   help="IG steps behind the uniform score (default: 20 under paper, as the study; --ig-steps under "
+                        "corrected)")
+    p.add_argument("--convergence-every", type=int, default=0, metavar="K",
+                   help="also attribute the models every K training epochs and report how the global top-m "
+                        "converges (topm_* columns; costs one attribution per snapshot)")
+    p.add_argument("--time-passes", action="store_true",
+                   help="run every attribution program once more to time one pass (attr_run_seconds; the peak "
+                        "memory, attr_peak_bytes, is always reported)")
     p.add_argument("--protocol", default="paper", choices=("paper", "corrected"))
     p.add_argument("--sweep", default=None, help="one ablation axis as one grid: AXIS=v1,v2,... "
                    "(noise, n, depth, width, lr, dropout, label-noise, optimizer)")
@@ -61,6 +71,9 @@ def _symbolic_config(args):
         dropout=args.dropout,
         label_noise=args.label_noise,
         ig_steps=args.ig_steps,
+        ig_steps_uniform=args.ig_steps_uniform,
+        convergence_every=args.convergence_every,
+        time_passes=args.time_passes,
         protocol=args.protocol,
         sweep=parse_sweep(args.sweep),
     )

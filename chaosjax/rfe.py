@@ -41,7 +41,13 @@ TASKS = ("regression", "classification")
 
 @dataclasses.dataclass(frozen=True)
 class Schedule:
-    """How many features a round drops: `halve`, a `fraction` of those kept, or a fixed `step` count."""
+    """How many features a round drops: `halve`, a `fraction` of those kept, or a fixed `step` count.
+
+    `halve` drops `n // 2` of `n` features (keeps the larger half, `ceil(n / 2)`), as the study's RFE removes
+    `int(n * 0.5)` per round (notebooks/RFEwNA_iter.ipynb; docs/protocol.md): with m=6 and 150 noise columns the
+    rounds keep 156, 78, 39, 20, 10, 6. Both protocols use it: rounding is a convention, not a flaw, and keeping
+    the larger half never drops more than half of what is left. No schedule drops below the target `k`.
+    """
 
     kind: str
     value: float = 0.0
@@ -55,7 +61,7 @@ class Schedule:
 
     def next_count(self, n: int, k: int) -> int:
         if self.kind == "halve":
-            drop = n - n // 2
+            drop = n // 2  # the study's int(n * 0.5)
         elif self.kind == "fraction":
             drop = max(1, math.floor(self.value * n))
         else:

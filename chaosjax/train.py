@@ -90,10 +90,12 @@ _TRACES: collections.Counter[str] = collections.Counter()
 
 class FitResult(NamedTuple):
     """A finished run: the trained ``params`` and the per-epoch training loss ``losses`` of shape ``(epochs,)``
-    (with a leading grid axis on both from ``fit_grid``)."""
+    (with a leading grid axis on both from ``fit_grid``). With ``snapshot_every=K``, ``snapshots`` holds the
+    parameters after epochs ``K, 2K, ...`` (a leading snapshot axis on every leaf, after the grid axis)."""
 
     params: Params
     losses: jax.Array
+    snapshots: Params | None = None
 
 
 # --------------------------------------------------------------------------------------------------- optimizers
@@ -265,7 +267,7 @@ def progress_to(sink: Callable[[int, int], None]):
 
 
 def _fit_run(apply_fn, params, x, y, key, learning_rate, *, optimizer, options, epochs, batch_size, loss, dropout,
-             average, progress_base=0, progress_total=None):
+             average, progress_base=0, progress_total=None, snapshot_every=0):
     """One training run; pure, traced by the jitted entry points. Progress ticks report
     ``(progress_base + epoch, progress_total or epochs)`` (a grid run in groups counts across groups)."""
     opt = make_optimizer(optimizer, learning_rate, **dict(options))
@@ -311,13 +313,29 @@ def _fit_run(apply_fn, params, x, y, key, learning_rate, *, optimizer, options, 
         (params, opt_state), values = jax.lax.scan(minibatch, (params, opt_state), jnp.arange(n_batches))
         return (params, opt_state), jnp.mean(values)
 
-    (params, opt_state), losses = jax.lax.scan(epoch, (params, opt_state), jnp.arange(epochs))
-    if average:
-        params = asgd_average(opt_state)
-    return FitResult(params, losses)
+    if not snapshot_every:
+        (params, opt_state), losses = jax.lax.scan(epoch, (params, opt_state), jnp.arange(epochs))
+        if average:
+            params = asgd_average(opt_state)
+        return FitResult(params, losses)
+    # The same epochs in segments of `snapshot_every` (the same step on the same epoch indices, so the same
+    # numbers), keeping the parameters after each segment; the epochs after the last full segment follow.
+    def segment(carry, s):
+        carry, values = jax.lax.scan(epoch, carry, s * snapshot_every + jnp.arange(snapshot_every))
+        return carry, (values, asgd_average(carry[1]) if average else carry[0])
+
+    segments = epochs // snapshot_every
+    carry, (losses, snapshots) = jax.lax.scan(segment, (params, opt_state), jnp.arange(segments))
+    losses = losses.reshape(-1)
+    if segments * snapshot_every < epochs:
+        carry, tail = jax.lax.scan(epoch, carry, jnp.arange(segments * snapshot_every, epochs))
+        losses = jnp.concatenate([losses, tail])
+    params, opt_state = carry
+    return FitResult(asgd_average(opt_state) if average else params, losses, snapshots)
 
 
 _STATIC = ("apply_fn", "optimizer", "options", "epochs", "batch_size", "loss", "dropout", "average")
+_GRID_STATIC = _STATIC + ("data_axis", "lr_axis", "group", "snapshot_every")
 
 
 def _fit_single(apply_fn, params, x, y, key, learning_rate, *, optimizer, options, epochs, batch_size, loss, dropout,
@@ -328,7 +346,7 @@ def _fit_single(apply_fn, params, x, y, key, learning_rate, *, optimizer, option
 
 
 def _fit_grid(apply_fn, params, x, y, keys, learning_rate, *, data_axis, lr_axis, group, optimizer, options, epochs,
-              batch_size, loss, dropout, average):
+              batch_size, loss, dropout, average, snapshot_every=0):
     _TRACES["fit_grid"] += 1
     g = keys.shape[0]
     group = min(group or g, g)
@@ -338,7 +356,7 @@ def _fit_grid(apply_fn, params, x, y, keys, learning_rate, *, data_axis, lr_axis
         def run(p, xs, ys, k, lr):
             return _fit_run(apply_fn, p, xs, ys, k, lr, optimizer=optimizer, options=options, epochs=epochs,
                             batch_size=batch_size, loss=loss, dropout=dropout, average=average,
-                            progress_base=base, progress_total=groups * epochs)
+                            progress_base=base, progress_total=groups * epochs, snapshot_every=snapshot_every)
 
         return jax.vmap(run, in_axes=(0, data_axis, data_axis, 0, lr_axis))(p, xs, ys, k, lr)
 
@@ -367,7 +385,7 @@ def _fit_grid(apply_fn, params, x, y, keys, learning_rate, *, data_axis, lr_axis
 
 
 _fit_single_jit = jax.jit(_fit_single, static_argnames=_STATIC)
-_fit_grid_jit = jax.jit(_fit_grid, static_argnames=_STATIC + ("data_axis", "lr_axis", "group"))
+_fit_grid_jit = jax.jit(_fit_grid, static_argnames=_GRID_STATIC)
 
 #: Bytes of one group's training inputs when `fit_grid` groups runs on a CPU (``group="auto"``): about a
 #: core's share of cache. On a 2-core CPU the study's 15 formulas (8,000 x 115 rows each) train at ~170 GFLOP/s
@@ -497,6 +515,7 @@ def fit_grid(
     optimizer_options: Mapping[str, Any] | None = None,
     data_axis: int | None = 0,
     group: int | str | None = "auto",
+    snapshot_every: int | None = None,
 ) -> FitResult:
     """A grid of ``G`` independent ``fit`` runs as one ``jit(vmap(fit))``.
 
@@ -509,6 +528,10 @@ def fit_grid(
     whole grid on accelerators, cache-sized groups of about 4 MiB of inputs on a CPU). Row ``g`` of the result
     equals ``fit`` on row ``g`` of the inputs up to float rounding, for any ``group``. The compiled program is
     cached: a second call with the same shapes, dtypes and static options does not retrace.
+
+    ``snapshot_every=K`` also keeps every run's parameters after epochs ``K, 2K, ...`` in ``FitResult.snapshots``
+    (leaves ``(G, epochs // K, ...)``; memory: that many copies of the parameters), for measurements during
+    training; the training itself is unchanged, number for number.
 
     Returns ``FitResult(params, losses)`` with ``losses`` of shape ``(G, epochs)``.
     """
@@ -549,10 +572,15 @@ def fit_grid(
         group = _auto_group(x, data_axis)
     elif group is not None and (isinstance(group, bool) or not isinstance(group, numbers.Integral) or group < 1):
         raise ValueError(f"fit_grid: `group` must be 'auto', None or an integer >= 1, got {group!r}")
+    if snapshot_every is not None and (isinstance(snapshot_every, bool) or not isinstance(snapshot_every, numbers.Integral)
+                                       or not 1 <= snapshot_every <= statics["epochs"]):
+        raise ValueError(f"fit_grid: `snapshot_every` must be None or an int in [1, epochs={statics['epochs']}], "
+                         f"got {snapshot_every!r}")
     _check_finite("x", x)
     _check_finite("y", y)
     return _fit_grid_jit(apply_fn, params, x, y, keys, lr, data_axis=data_axis, lr_axis=0 if lr.ndim else None,
-                         group=None if group is None or group >= g else int(group), **statics)
+                         group=None if group is None or group >= g else int(group),
+                         snapshot_every=int(snapshot_every or 0), **statics)
 
 
 def fit_traced(

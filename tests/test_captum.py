@@ -139,3 +139,98 @@ def test_classifier_target_agrees():
     )
     _agree(A.deeplift(f, jnp.asarray(data)), captum_attr.DeepLift(model).attribute(xt, target=torch.tensor(labels)))
     jax.clear_caches()
+
+
+# =====================================================================================================================
+# DeepLIFT with Captum's list of nonlinearities (deeplift(..., rescale="captum")): GELU, ReLU, ReLU + max-pool.
+# =====================================================================================================================
+
+
+def _torch_gelu_mlp(sizes, seed):
+    torch.manual_seed(seed)
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(nn.GELU())  # the study's MLP block: Linear + exact GELU
+    return nn.Sequential(*layers).eval()
+
+
+def _gelu_mlp_fn(params):
+    from chaosjax.models.mlp import gelu_exact
+
+    def f(x):
+        h = x
+        for w, b in params[:-1]:
+            h = gelu_exact(h @ w + b[None])
+        w, b = params[-1]
+        return (h @ w + b[None])[:, 0]
+
+    return f
+
+
+def test_captum_list_deeplift_agrees_on_a_gelu_mlp(data):
+    # Captum has no GELU rule: its DeepLift on the study's GELU MLPs is (x - b) * gradient; so is rescale="captum".
+    model = _torch_gelu_mlp((10, 24, 24, 1), seed=11)
+    f = _gelu_mlp_fn(_jax_mlp_params(model))
+    x, xt = jnp.asarray(data), torch.tensor(data)
+    _agree(A.deeplift(f, x, rescale="captum"), captum_attr.DeepLift(model).attribute(xt, target=0))
+    baseline = np.random.default_rng(12).normal(size=data.shape).astype(np.float32)  # one baseline per sample
+    theirs = captum_attr.DeepLift(model).attribute(xt, baselines=torch.tensor(baseline), target=0)
+    _agree(A.deeplift(f, x, baseline=baseline, rescale="captum"), theirs)
+    # Every-nonlinearity DeepLIFT rescales GELU and is not Captum's.
+    assert not np.allclose(np.asarray(A.deeplift(f, x, baseline=baseline)), theirs.detach().numpy(), atol=1e-3)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_captum_list_deeplift_agrees_on_an_mlp_with_a_non_constant_baseline(data, activation):
+    model = _torch_mlp((10, 24, 24, 1), activation, seed=13)
+    f = mlp_fn(_jax_mlp_params(model), activation)
+    baseline = np.random.default_rng(14).normal(size=data.shape).astype(np.float32)
+    theirs = captum_attr.DeepLift(model).attribute(torch.tensor(data), baselines=torch.tensor(baseline), target=0)
+    _agree(A.deeplift(f, jnp.asarray(data), baseline=baseline, rescale="captum"), theirs)
+
+
+def _torch_pool_cnn(seed, channels=3, hidden=4):
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(channels, hidden, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(hidden * 2 * 2, 1),
+    ).eval()
+
+
+def _jax_pool_cnn(model):
+    def t(p):
+        return jnp.asarray(p.detach().numpy())
+
+    w1, b1, w2, b2 = t(model[0].weight), t(model[0].bias), t(model[3].weight), t(model[3].bias)
+    w3, b3 = t(model[7].weight).T, t(model[7].bias)
+    dn = ("NCHW", "OIHW", "NCHW")
+
+    def block(h, w, b):
+        h = jax.lax.conv_general_dilated(h, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=dn)
+        h = jax.nn.relu(h + b[None, :, None, None])
+        return jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+
+    return lambda x: (block(block(x, w1, b1), w2, b2).reshape(x.shape[0], -1) @ w3 + b3[None])[:, 0]
+
+
+@pytest.mark.parametrize("rescale", ["captum", "all"])
+def test_deeplift_agrees_on_a_relu_max_pool_cnn_with_a_non_constant_baseline(rescale):
+    # ReLU -> MaxPool: Captum's ReLU hook reads the gradient at its output before the MaxPool hook rewrites it, so
+    # its max-pool rule is discarded and the pool passes its plain gradient, as chaosjax's does (ReLU nets: both
+    # modes are the same).
+    model = _torch_pool_cnn(seed=15)
+    f = _jax_pool_cnn(model)
+    rng = np.random.default_rng(16)
+    data = rng.normal(size=(6, 3, 8, 8)).astype(np.float32)
+    baseline = rng.normal(size=(6, 3, 8, 8)).astype(np.float32)  # per sample, not constant
+    theirs, delta = captum_attr.DeepLift(model).attribute(torch.tensor(data), baselines=torch.tensor(baseline),
+                                                          target=0, return_convergence_delta=True)
+    ours = A.deeplift(f, jnp.asarray(data), baseline=baseline, rescale=rescale)
+    _agree(ours, theirs)
+    # Both break summation-to-delta by the same amount (Captum's own convergence delta).
+    ours_delta = np.asarray(jnp.sum(ours, axis=(1, 2, 3)) - (f(jnp.asarray(data)) - f(jnp.asarray(baseline))))
+    np.testing.assert_allclose(ours_delta, delta.detach().numpy(), rtol=1e-3, atol=1e-5)
+    assert np.abs(ours_delta).max() > 1e-3

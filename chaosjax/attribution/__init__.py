@@ -8,7 +8,7 @@ with `target(apply_fn, target)`. Every method works under `jit` and `vmap` and w
 from chaosjax.attribution._core import target
 from chaosjax.attribution.ablation import feature_ablation
 from chaosjax.attribution.control import random_baseline
-from chaosjax.attribution.deeplift import deeplift, deeplift_multipliers
+from chaosjax.attribution.deeplift import RESCALE, deeplift, deeplift_multipliers
 from chaosjax.attribution.gradient_shap import gradient_shap
 from chaosjax.attribution.gradients import input_x_gradient, saliency
 from chaosjax.attribution.integrated_gradients import RULES, integrated_gradients, quadrature
@@ -30,6 +30,7 @@ __all__ = [
     "KINDS",
     "METHODS",
     "NEEDS_KEY",
+    "RESCALE",
     "RULES",
     "deeplift",
     "deeplift_multipliers",

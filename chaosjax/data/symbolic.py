@@ -563,8 +563,13 @@ def ground_truth(
       ``"corrected"``: the exact path integral ``g_j = (x_j - b_j) int_0^1 df/dx_j(b + a (x - b)) da`` by 64-point
       Gauss-Legendre quadrature (``steps`` is then unused). It is complete: ``sum_j g_j = f(x) - f(b)``.
     - ``"feature_ablation"``: ``g_j = f(x) - f(x with x_j = b_j)``.
-    - ``"input_x_gradient"``: ``g_j = x_j df/dx_j (x)``; ``"deeplift"``: ``g_j = (x_j - b_j) df/dx_j (x)`` -- on the
-      study's GELU MLPs Captum's DeepLIFT has no GELU rule and reduces to this, so this is its target.
+    - ``"input_x_gradient"``: ``g_j = x_j df/dx_j (x)``.
+    - ``"deeplift"``: ``"paper"``: ``g_j = (x_j - b_j) df/dx_j (x)``. The study scores DeepLIFT by functional
+      precision only (no truth needed); on its GELU MLPs Captum's DeepLIFT has no GELU rule and reduces to
+      ``(x - b) * gradient``, so this is the matching target. ``"corrected"``: DeepLIFT itself (Rescale on every
+      elementwise nonlinearity, ``chaosjax.attribution.deeplift``) run on the formula's own JAX function, so a
+      model that computes ``f`` as the formula does scores 1. DeepLIFT depends on how a function is computed, not
+      only on its values: on the formula's graph products of two variables (``a*c``) pass their plain gradient.
 
     Columns ``j >= m`` (noise and padding) are zero. Only the formula's own columns are used, so the declared-but-
     unused column of the paper's ``f12`` gets zero truth; the protocol flag does not change the formula (pass
@@ -575,7 +580,7 @@ def ground_truth(
       x: ``(n, W)`` inputs, ``W >= m`` (any leading batch shape is accepted).
       method: one of :data:`GROUND_TRUTH_METHODS`.
       steps: path steps ``S`` of the paper IG sum.
-      protocol: ``"paper"`` or ``"corrected"``; only changes ``"integrated_gradients"``.
+      protocol: ``"paper"`` or ``"corrected"``; changes ``"integrated_gradients"`` and ``"deeplift"``.
       baseline: scalar or array broadcastable to ``x`` (e.g. ``(W,)``).
 
     Returns:
@@ -618,7 +623,12 @@ def _ground_truth(f: Formula, x: jax.Array, baseline: Any, *, method: str, steps
     b = b_full.reshape(-1, width)[:, :m]
     dt = x.dtype
 
-    if method in ("saliency", "input_x_gradient", "deeplift"):
+    if method == "deeplift" and protocol == "corrected":
+        # The one place data uses an attribution method: DeepLIFT's truth is DeepLIFT of the true function.
+        from chaosjax.attribution.deeplift import deeplift
+
+        g = deeplift(f, z, baseline=b, rescale="all")
+    elif method in ("saliency", "input_x_gradient", "deeplift"):
         g = _grad(f, z)
         if method == "input_x_gradient":
             g = z * g

@@ -48,6 +48,9 @@ COLUMNS = (
     "n", "depth", "width", "lr", "optimizer", "dropout", "label_noise", "epochs", "ig_steps", "sweep_axis",
     "functional_precision", "uniform_score", "consistency", "test_mae", "pred_score", "initial_loss", "final_loss",
     "seconds", "train_seconds",
+    # Added after schema 1's first release (readers take columns by name; older files lack them):
+    "ig_steps_uniform", "attr_run_seconds", "attr_peak_bytes",
+    "convergence_every", "topm_mean_overlap", "topm_settled_epoch", "topm_overlap_trace",
 )
 SCHEMA_VERSION = 1
 _SWEEP_FIELDS = {
@@ -55,6 +58,7 @@ _SWEEP_FIELDS = {
     "dropout": "dropout", "label-noise": "label_noise", "optimizer": "optimizer",
 }
 _TRUTH_STEPS = 20  # the study's path-sum steps S for the IG ground truth
+_PAPER_UNIFORM_IG_STEPS = 20  # the study's IG steps for the uniform score (examples/train_eval_simulation.py)
 _TRUTH_ROWS = 500  # rows per ground-truth program: the study's test split of its smallest n (2,500 x 0.2)
 
 
@@ -75,16 +79,27 @@ class SymbolicConfig:
     optimizer: str = "adam"
     dropout: float = 0.0
     label_noise: float = 0.01
-    ig_steps: int = 10
+    ig_steps: int = 10  # IG steps behind functional precision and consistency (the study's top-k script: 10)
+    ig_steps_uniform: int | None = None  # IG steps behind the uniform score; None: see `uniform_ig_steps`
     smoothgrad_samples: int = 50
     shap_samples: int = 20
     protocol: str = "paper"
     sweep: tuple[str, tuple] | None = None
     train_batch_size: int | None = None  # None: full batch, as the study
     attribution_batch_size: int | None = None  # draws per chunk; None: 1 on CPU (cache-friendly), all elsewhere
+    convergence_every: int = 0  # > 0: also attribute snapshots every K training epochs (global top-m convergence)
+    time_passes: bool = False  # run each attribution program once more to time one pass (attr_run_seconds)
 
     def method_names(self) -> tuple[str, ...]:
         return tuple(attribution.METHODS) if self.methods is None else tuple(self.methods)
+
+    def uniform_ig_steps(self) -> int:
+        """IG steps behind the uniform score: `ig_steps_uniform` if given, else 20 under "paper" (the study scores
+        the uniform score with a 20-step IG, functional precision with a 10-step one: a second IG pass) and
+        `ig_steps` under "corrected" (one IG pass behind both scores of a row)."""
+        if self.ig_steps_uniform is not None:
+            return self.ig_steps_uniform
+        return _PAPER_UNIFORM_IG_STEPS if self.protocol == "paper" else self.ig_steps
 
     def resolved_formulas(self) -> list[tuple[str, data.Formula]]:
         """(label, Formula) for each entry: an index into the protocol's 15, or a user text."""
@@ -171,10 +186,14 @@ class SymbolicConfig:
         check_finite_number(self.label_noise, "label-noise", low=0.0)
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation: unknown {self.activation!r}; expected one of {', '.join(ACTIVATIONS)}")
-        for name in ("train_batch_size", "attribution_batch_size"):
+        for name in ("train_batch_size", "attribution_batch_size", "ig_steps_uniform"):
             value = getattr(self, name)
             if value is not None:
                 positive_int(name, value)
+        if isinstance(self.convergence_every, bool) or not isinstance(self.convergence_every, (int, np.integer)) \
+                or not 0 <= self.convergence_every <= self.epochs:
+            raise ValueError(f"convergence_every: expected 0 (off) or an integer in [1, epochs={self.epochs}], "
+                             f"got {self.convergence_every!r}")
         if self.train_batch_size is not None and self.train_batch_size > self.n - round(self.n * 0.2):
             raise ValueError(f"train_batch_size: {self.train_batch_size} exceeds the training rows")
 
@@ -204,6 +223,9 @@ def _method_options(config: SymbolicConfig, method: str) -> dict[str, Any]:
         return {"samples": config.shap_samples, "batch_size": chunk}
     if method == "feature_ablation":
         return {"batch_size": chunk}
+    if method == "deeplift":
+        # paper: Captum's DeepLift, which has no GELU rule (input x gradient on the study's MLPs).
+        return {"rescale": "captum" if config.protocol == "paper" else "all"}
     return {}
 
 
@@ -227,6 +249,61 @@ def _over_cells(fn, *args, cell_by_cell: bool):
     if cell_by_cell:
         return jax.lax.map(lambda a: fn(*a), args)
     return jax.vmap(fn)(*args)
+
+
+def _measured_pass(args: tuple, method: str, options: tuple, *, repeat: bool, cell_by_cell: bool = False) -> tuple[jax.Array, float, float]:
+    """`_attribute_grid(*args)` with its compiled program's peak memory in bytes (arguments + outputs + temporaries -
+    aliased buffers, from XLA's memory analysis; NaN where the backend reports none) and, with `repeat`, the wall
+    seconds of running the compiled program once more (the steady state: the first run includes tracing, compiling
+    and, on a CPU, XLA's deferred kernel code generation); NaN without `repeat`."""
+    attr = _attribute_grid(*args, method=method, options=options, cell_by_cell=cell_by_cell)
+    jax.block_until_ready(attr)
+    # Lowering and compiling again after the call hits the compilation cache: no second compile.
+    stats = _attribute_grid.lower(*args, method=method, options=options, cell_by_cell=cell_by_cell).compile().memory_analysis()
+    peak = float("nan") if stats is None else float(
+        stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes - stats.alias_size_in_bytes)
+    seconds = float("nan")
+    if repeat:
+        start = time.perf_counter()
+        jax.block_until_ready(_attribute_grid(*args, method=method, options=options, cell_by_cell=cell_by_cell))
+        seconds = time.perf_counter() - start
+    return attr, seconds, peak
+
+
+@jax.jit
+def _global_top_m(attr, m, mask):
+    """Each cell's global top-`m` columns by mean |attribution| over its rows, as a bool mask `(cells, W)`
+    (ties to the lower column; padding columns never)."""
+    def one(a, mm, valid):
+        score = jnp.where(valid, jnp.mean(jnp.abs(a), axis=0), -jnp.inf)
+        rank = jnp.argsort(jnp.argsort(-score, stable=True), stable=True)
+        return rank < mm
+
+    return jax.vmap(one)(attr, m, mask)
+
+
+def _convergence(snapshots, args: tuple, method: str, options: tuple, final_top, m, mask, *,
+                 cell_by_cell: bool = False) -> np.ndarray:
+    """Overlap `(cells, snapshots)` of each snapshot's global top-m with the trained model's: the study's
+    convergence measurement (notebooks/simulation_convergence.ipynb), one compiled program for every snapshot."""
+    apply_fn, _, *rest = args
+    count = jax.tree.leaves(snapshots)[0].shape[1]
+    out = []
+    for s in range(count):
+        params = jax.tree.map(lambda a, s=s: a[:, s], snapshots)
+        attr = _attribute_grid(apply_fn, params, *rest, method=method, options=options, cell_by_cell=cell_by_cell)
+        out.append(jnp.sum(_global_top_m(attr, m, mask) & final_top, axis=1))
+    return np.asarray(jax.device_get(jnp.stack(out, axis=1)))
+
+
+def _settled_epoch(overlap: np.ndarray, m: int, every: int, epochs: int) -> int:
+    """First snapshot epoch from which every later snapshot's top-m is the final one (`epochs` if none)."""
+    settled = epochs
+    for i in range(len(overlap) - 1, -1, -1):
+        if overlap[i] != m:
+            break
+        settled = (i + 1) * every
+    return settled
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "method", "options", "cell_by_cell"))
@@ -356,6 +433,7 @@ class Trained(NamedTuple):
     params: Any  # leading axis: cells
     losses: jax.Array  # (cells, epochs)
     seconds: float
+    snapshots: Any = None  # with convergence_every=K: params after epochs K, 2K, ... (cells, snapshots, ...)
 
 
 def train_grid(config: SymbolicConfig, grid: Grid, place=None) -> Trained:
@@ -372,14 +450,23 @@ def train_grid(config: SymbolicConfig, grid: Grid, place=None) -> Trained:
         optimizer=config.optimizer, learning_rate=config.learning_rate, epochs=config.epochs,
         batch_size=config.train_batch_size, loss="mse", dropout=config.dropout > 0,
         group=1 if _cell_by_cell(x) else "auto",
+        snapshot_every=config.convergence_every or None,
     )
     jax.block_until_ready(result)
-    return Trained(result.params, result.losses, time.perf_counter() - start)
+    return Trained(result.params, result.losses, time.perf_counter() - start, result.snapshots)
 
 
 def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, sweep_axis: str = "",
                    progress=None, place=None) -> list[dict[str, Any]]:
-    """Every method on every cell's test rows, scored; one row per cell x method."""
+    """Every method on every cell's test rows, scored; one row per cell x method.
+
+    Per method: `seconds` is the wall time of everything the method's scores needed (trace, compile, every pass;
+    under "paper" IG runs twice, 10 steps for functional precision and consistency, 20 for the uniform score),
+    per cell. `attr_peak_bytes` and `attr_run_seconds` describe one attribution pass (IG: the `ig_steps` one) per
+    cell, as the study's timing notebook measured them: the compiled grid program's peak memory (XLA's memory
+    analysis, free) and, with `time_passes`, its steady-state run time (one more run), each divided by the cells.
+    With snapshots (`convergence_every`), each snapshot is attributed too and compared with the trained model's
+    global top-m (`topm_*` columns)."""
     say = progress or (lambda msg: None)
     place = place or (lambda tree: tree)
     model = model_of(config)
@@ -394,18 +481,37 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
     m = jnp.asarray(grid.m)
     # A model whose training loss went non-finite has NaN (or arbitrary) attributions: it scores NaN, never a number.
     dead = diverged(trained.losses)
+    snapshots = place(trained.snapshots) if trained.snapshots is not None else None
+    every = config.convergence_every if snapshots is not None else 0
     rows = []
     for method in config.method_names():
         say(f"attribute: {method}")
         options = tuple(sorted(_method_options(config, method).items()))
+        args = (model.apply, params, x_test, refs, attr_keys)
         start = time.perf_counter()
-        attr = _attribute_grid(model.apply, params, x_test, refs, attr_keys, method=method, options=options,
-                               cell_by_cell=one_at_a_time)
-        jax.block_until_ready(attr)
+        attr, run_seconds, peak_bytes = _measured_pass(args, method, options, repeat=config.time_passes,
+                                                       cell_by_cell=one_at_a_time)
+        uniform_attr = attr
+        if method == "integrated_gradients" and config.uniform_ig_steps() != config.ig_steps:
+            # A second IG pass for the uniform score (paper: 20 steps; functional precision and consistency: 10).
+            uniform_options = tuple(sorted({**dict(options), "steps": config.uniform_ig_steps()}.items()))
+            uniform_attr = _attribute_grid(*args, method=method, options=uniform_options, cell_by_cell=one_at_a_time)
+            jax.block_until_ready(uniform_attr)
         seconds = time.perf_counter() - start
         truth = _truth(grid, TRUTH_FOR[method], config.protocol)
-        precision, uniform, consistency = (np.where(dead, np.nan, score) for score in jax.device_get(
-            _scores(attr, truth, m, grid.mask, protocol=config.protocol, cell_by_cell=one_at_a_time)))
+
+        def score(a):
+            return (np.where(dead, np.nan, s) for s in jax.device_get(
+                _scores(a, truth, m, grid.mask, protocol=config.protocol, cell_by_cell=one_at_a_time)))
+
+        precision, uniform, consistency = score(attr)
+        if uniform_attr is not attr:
+            uniform = list(score(uniform_attr))[1]
+        overlap = None
+        if snapshots is not None:
+            say(f"convergence: {method}")
+            overlap = _convergence(snapshots, args, method, options, _global_top_m(attr, m, grid.mask), m, grid.mask,
+                                   cell_by_cell=one_at_a_time)
         for g, cell in enumerate(grid.cells):
             rows.append({
                 "track": "symbolic",
@@ -436,6 +542,14 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
                 "final_loss": float(final_loss[g]),
                 "seconds": seconds / size,
                 "train_seconds": trained.seconds / size,
+                "ig_steps_uniform": config.uniform_ig_steps(),
+                "attr_run_seconds": run_seconds / size,
+                "attr_peak_bytes": peak_bytes / size,
+                "convergence_every": every,
+                "topm_mean_overlap": float(np.mean(overlap[g]) / grid.m[g]) if overlap is not None else np.nan,
+                "topm_settled_epoch": (_settled_epoch(overlap[g], int(grid.m[g]), every, config.epochs)
+                                       if overlap is not None else np.nan),
+                "topm_overlap_trace": ";".join(str(int(c)) for c in overlap[g]) if overlap is not None else "",
             })
     return rows
 

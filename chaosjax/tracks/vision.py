@@ -164,6 +164,8 @@ def _method_options(config: VisionConfig, method: str) -> dict[str, Any]:
         return {"samples": config.smoothgrad_samples}
     if method == "gradient_shap":
         return {"samples": config.shap_samples}
+    if method == "deeplift":  # paper: Captum's list of nonlinearities (ReLU -> max-pool: the pool's plain gradient)
+        return {"rescale": "captum" if config.protocol == "paper" else "all"}
     return {}
 
 
