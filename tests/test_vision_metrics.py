@@ -75,20 +75,24 @@ def _iou_from_extent(extent, boxes, fg):
 
 
 def test_paper_iou_equals_the_study_procedure_on_tied_maps():
-    """Bit for bit against scipy's filter on maps full of exact ties: mirror-symmetric maps (scipy sums mirror
-    taps in pairs, so mirror pixels tie exactly) and piecewise-constant feature-ablation-like maps (one value
-    per 8 x 8 cell), plus generic noise; every map's IoU equals the study's procedure's, in float32."""
+    """Bit for bit against scipy's filter on maps full of exact ties: mirror-symmetric maps (the centred box plus
+    symmetric noise: scipy sums mirror taps in pairs, so mirror pixels tie exactly and the kept set is symmetric)
+    and piecewise-constant feature-ablation-like maps (one value per 8 x 8 cell), plus generic noise; every map's
+    IoU equals the study's procedure's, in float32. (Float32 shifted adds kept lopsided sets on the symmetric
+    maps: 8 x 9 boxes instead of 9 x 9.)"""
     from scipy.ndimage import gaussian_filter
 
     rng = np.random.default_rng(0)
     a = rng.normal(size=(4, 56, 56, 3)).astype(np.float32)
     rows = a + a[:, ::-1]  # exactly mirror-symmetric (addition commutes) about the horizontal centre line
-    symmetric = rows + rows[:, :, ::-1]  # ... and about the vertical one
+    both = rows + rows[:, :, ::-1]  # ... and the vertical one
+    noise = both + both.transpose(0, 2, 1, 3)  # ... and the diagonal: tie groups of 8
+    symmetric = np.asarray(_indicator(56, 8, [[24, 24, 32, 32]] * 4)) + np.float32(1e-3) * noise
     cells = np.repeat(np.repeat(rng.integers(-3, 4, size=(4, 7, 7, 3)).astype(np.float32), 8, 1), 8, 2)
     maps = np.concatenate([symmetric, cells, a])
     sm = gaussian_filter(symmetric, sigma=1.5, axes=(1, 2))
     assert np.array_equal(sm, sm[:, ::-1]) and np.array_equal(sm, sm[:, :, ::-1])  # scipy keeps the ties exactly
-    boxes = np.array([[24, 24, 32, 32], [0, 0, 8, 8], [20, 13, 28, 21], [48, 48, 56, 56]] * 3)
+    boxes = np.array([[24, 24, 32, 32]] * 4 + [[24, 24, 32, 32], [0, 0, 8, 8], [20, 13, 28, 21], [48, 48, 56, 56]] * 2)
     expected = _iou_from_extent(_study_extent(maps, 1.5, 64), boxes, 8)
     got = np.asarray(M.localization_iou_per_sample(maps, boxes, foreground=8, sigma=1.5, protocol="paper"))
     np.testing.assert_array_equal(got, expected)
