@@ -56,7 +56,8 @@ from chaosjax.data.speech import WORDS
 from chaosjax.models import audio as models
 from chaosjax.tracks.symbolic import _prepare_out, _progress_bar, mean_ci, write_results
 
-__all__ = ["COLUMNS", "PROTOCOLS", "AudioConfig", "add_cli", "paper_channel_mass", "run", "summary_table"]
+__all__ = ["COLUMNS", "PROTOCOLS", "AudioConfig", "add_cli", "paper_channel_mass", "pooled_integrated_gradients",
+           "run", "summary_table"]
 
 PROTOCOLS = ("paper", "corrected")
 
@@ -218,7 +219,7 @@ def _attribute(model, variables, x, keys, refs, *, method: str, options: tuple):
     return jax.vmap(one)(variables, keys)
 
 
-def _pooled_integrated_gradients(apply, x, pred, *, steps: int):
+def pooled_integrated_gradients(apply, x, pred, *, steps: int):
     """Integrated gradients as Captum's ``IntegratedGradients.attribute(x, zeros, target, n_steps=steps)`` runs
     it (``internal_batch_size=None``): the ``steps`` Gauss-Legendre path points of every clip are stacked into one
     batch of ``steps * B`` clips (alpha-major) and go through the model in one call, so under training-mode
@@ -250,7 +251,7 @@ def _attribute_paper(model, variables, batches, keys, refs, first, *, method: st
             xb, bi = args
             pred = jnp.argmax(apply(xb), axis=1)  # outputs = model(inputs) in training mode (l.154-155)
             if method == "integrated_gradients":
-                return _pooled_integrated_gradients(apply, xb, pred, steps=kwargs["steps"])
+                return pooled_integrated_gradients(apply, xb, pred, steps=kwargs["steps"])
             extra = {"key": jax.random.fold_in(k, bi)} if method in attribution.NEEDS_KEY else {}
             if method == "gradient_shap":
                 extra["baselines"] = refs
