@@ -1,4 +1,4 @@
-"""Attribution metrics of the symbolic track (``PROTOCOL.md`` section 1, "Metrics").
+"""Attribution metrics of the symbolic track (docs/protocol.md, "Symbolic").
 
 All functions are pure, jittable and vmappable over arrays ``(n, W)``: ``n`` rows (test samples), ``W`` columns of
 which the first ``m`` are predictive. ``m`` may be a traced integer, so a grid of formulas with different ``m``
@@ -516,7 +516,7 @@ def pointing_game(attr, boxes) -> jax.Array:
 
 
 # ================================================================================================================
-# Audio channel metrics (PROTOCOL.md section 3, "Localisation score")
+# Audio channel metrics (docs/protocol.md, "Audio")
 #
 # Attributions are clips `(n, C, L)` (channels first, the Conv1d layout the audio models read); `channels` is the
 # int `(n,)` index of the channel holding the word (`chaosjax.data.audio.Sample.channel`). Pure, jittable and

@@ -1,4 +1,4 @@
-"""The vision track end to end: generate, train, attribute, localise (PROTOCOL.md section 2).
+"""The vision track end to end: generate, train, attribute, localise (docs/protocol.md, "Vision").
 
 For every model and condition, ``len(seeds)`` classifiers train together (``classify.fit_seeds``: one
 vmapped step or scan), on minibatches generated on device from the training split's banks. The validation
