@@ -18,8 +18,8 @@ Every model reads clips ``(B, C, L)`` (channels first, the study's Conv1d layout
     interact), without positional encodings (the study adds none).
   The recurrences are one ``lax.scan`` over time each, with the input projection of all steps done before it
   as one matrix product.
-* **head**: global max-pool over time, then a linear layer. Both max-pools are ``lax.reduce_window`` (``_max_pool_time``:
-  its gradient is exact under ``jit``, where ``jnp.max``'s is not).
+* **head**: global max-pool over time, then a linear layer. Both max-pools are ``lax.reduce_window``
+  (``_max_pool_time``: its gradient is exact under ``jit``, where ``jnp.max``'s is not).
 
 Weights are laid out so that a PyTorch module maps onto them by transposes only (``benchmarks/audio.py``):
 ``Conv1d.kernel = weight.transpose(2, 1, 0)``, ``nnx.Linear.kernel = weight.T``, fused LSTM ``w_ih = weight_ih_l0.T`` (gates i, f, g, o) and ``b = b_ih + b_hh``,
@@ -29,8 +29,8 @@ Functional face (as ``chaosjax.models.vision``): ``init(key) -> {"params", "batc
 ``apply(variables, x)`` -> logits in inference mode (BatchNorm on running statistics: what attribution sees
 under the ``corrected`` protocol); ``apply(variables, x, train=True)`` -> ``(logits, new_batch_stats)``
 (BatchNorm on the batch's statistics, PyTorch's momentum 0.1: what the study's attribution saw). In inference
-mode samples never interact (tested), except in the ``attend="batch"`` Transformer. Constructors are cached: equal arguments give the same `Functional`, so jitted
-callers that take it as a static argument do not retrace.
+mode samples never interact (tested), except in the ``attend="batch"`` Transformer. Constructors are cached: equal
+arguments give the same `Functional`, so jitted callers that take it as a static argument do not retrace.
 
 Costs (forward, one 1-s clip at 16 kHz, 10 channels, default sizes): stem ~0.19 GFLOP (dominant for every body),
 TCN ~0.03, LSTM (hidden 120) ~0.04, RNN ~0.01, Transformer ~0.03 GFLOP; the recurrences add ``T`` sequential
