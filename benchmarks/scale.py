@@ -3,7 +3,7 @@
 CPU mode runs the same small sweep in fresh processes that see 1, 2 and 4 fake CPU devices
 (`--xla_force_host_platform_device_count`): on a machine with few cores the fake devices share them,
 so this shows the sharding overhead rather than a speed-up. GPU mode runs the study's whole symbolic
-ablation — every axis of PROTOCOL.md section 1 one at a time around the defaults, 15 formulas x 3
+ablation — every axis of docs/protocol.md ("Symbolic") one at a time around the defaults, 15 formulas x 3
 seeds each — as one `chaosjax.sweep` (`combine = "each"`: the default setting, listed on every axis,
 runs once), and prints the planned cell count, the measured time and the XLA compilations.
 
@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The study's ablation (PROTOCOL.md section 1), each axis swept with the others at their defaults: the sweep a
+# The study's ablation (docs/protocol.md, "Symbolic"), each axis swept with the others at their defaults: the sweep a
 # user runs, `chaosjax sweep examples/ablation.toml`.
 ABLATION_TOML = ROOT / "examples" / "ablation.toml"
 ABLATION = {key: value for key, value in tomllib.loads(ABLATION_TOML.read_text())["symbolic"].items()

@@ -13,11 +13,18 @@ data=None) -> TrainResult(variables, losses)``
 ``fit_seeds(model, variables, batch_fn, keys, **same)``
     ``S`` independent runs in one ``jit(vmap(fit))``: every leaf of ``variables`` and ``keys`` has a leading
     axis ``S`` (``variables = jax.vmap(model.init)(init_keys)``); ``data`` is shared by all runs.
-``predict(model, variables, x, *, batch_size=256) -> logits`` and ``evaluate(model, variables, x, labels, *,
-batch_size=256) -> Accuracy(top1, top5)``
+``predict(model, variables, x, *, batch_size=256, together=False) -> logits`` and ``evaluate(model, variables,
+x, labels, *, batch_size=256, together=False) -> Accuracy(top1, top5)``
     Inference mode (BatchNorm on running statistics), over ``x`` in chunks of ``batch_size`` samples
-    (``lax.map``), so memory is bounded. ``top5`` is the share of samples whose label is among the five
-    largest logits (with fewer than 5 classes, every label is: top-5 is 1).
+    (``lax.map``), so memory is bounded. Each sample goes through the model alone unless ``together=True``: then
+    consecutive batches of ``batch_size`` samples (the last one shorter) go through it together, as a PyTorch
+    ``DataLoader(shuffle=False)`` feeds them; only models whose samples interact care (the study's
+    batch-attending Transformer). ``top5`` is the share of samples whose label is among the five largest logits
+    (with fewer than 5 classes, every label is: top-5 is 1).
+``logits_fn(model, variables, *, train=False) -> (x -> logits)``
+    The model as a batch function for attribution. ``train=True`` is the study's audio protocol
+    (``model.train()`` during attribution): BatchNorm normalises with the statistics of whatever batch ``x`` the
+    function is called on (samples interact; the running averages are left as they are).
 
 The model contract
 ------------------
@@ -75,7 +82,7 @@ import jax.numpy as jnp
 import optax
 
 __all__ = ["Accuracy", "TrainResult", "accuracy", "default_loop", "evaluate", "fit", "fit_seeds", "is_stateful",
-           "predict"]
+           "logits_fn", "predict"]
 
 _TRACES: collections.Counter[str] = collections.Counter()
 
@@ -295,18 +302,44 @@ def fit_seeds(model, variables, batch_fn: Callable, keys: jax.Array, *, steps: i
                           data, steps=int(steps), warmup_steps=int(warmup_steps), has_data=has_data)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "batch_size"))
-def _predict(model, variables, x, *, batch_size):
+def logits_fn(model, variables, *, train: bool = False) -> Callable[[jax.Array], jax.Array]:
+    """``x -> logits``: the model as a batch function, what ``chaosjax.attribution.target`` wraps.
+
+    ``train=False``: inference mode, samples never interact (BatchNorm on running statistics). ``train=True``:
+    training mode without the update, BatchNorm on the statistics of the batch the function is called on, so a
+    sample's logits (and attributions) depend on its batch-mates: the study's audio protocol (docs/protocol.md,
+    "Audio"). Stateless models ignore ``train``.
+    """
+    if not isinstance(train, bool):
+        raise TypeError(f"logits_fn: `train` must be a bool, got {train!r}")
+    if train and is_stateful(variables):
+        return lambda x: model.apply(variables, x, train=True)[0]
+    return lambda x: model.apply(variables, x)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "batch_size", "together"))
+def _predict(model, variables, x, *, batch_size, together):
     _TRACES["predict"] += 1
-    return jax.lax.map(lambda xi: model.apply(variables, xi[None])[0], x, batch_size=batch_size)
+    if not together:
+        return jax.lax.map(lambda xi: model.apply(variables, xi[None])[0], x, batch_size=batch_size)
+    full = x.shape[0] // batch_size * batch_size
+    batches = x[:full].reshape((-1, batch_size) + x.shape[1:])
+    out = jax.lax.map(lambda xb: model.apply(variables, xb), batches)
+    out = out.reshape((full,) + out.shape[2:])
+    if full < x.shape[0]:  # the last, shorter batch (DataLoader's drop_last=False)
+        out = jnp.concatenate([out, model.apply(variables, x[full:])])
+    return out
 
 
-def predict(model, variables, x: jax.Array, *, batch_size: int = 256) -> jax.Array:
-    """Logits ``(n, classes)`` in inference mode, ``batch_size`` samples at a time."""
+def predict(model, variables, x: jax.Array, *, batch_size: int = 256, together: bool = False) -> jax.Array:
+    """Logits ``(n, classes)`` in inference mode, ``batch_size`` samples at a time; with ``together``, each batch
+    of ``batch_size`` consecutive samples goes through the model as one batch (module docstring)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"predict: `batch_size` must be an integer >= 1, got {batch_size!r}")
+    if not isinstance(together, bool):
+        raise TypeError(f"predict: `together` must be a bool, got {together!r}")
     x = jnp.asarray(x)
-    return _predict(model, variables, x, batch_size=int(min(batch_size, x.shape[0])))
+    return _predict(model, variables, x, batch_size=int(min(batch_size, x.shape[0])), together=together)
 
 
 def accuracy(logits: jax.Array, labels: jax.Array) -> Accuracy:
@@ -319,9 +352,10 @@ def accuracy(logits: jax.Array, labels: jax.Array) -> Accuracy:
     return Accuracy(top1, top5)
 
 
-def evaluate(model, variables, x: jax.Array, labels: jax.Array, *, batch_size: int = 256) -> Accuracy:
-    """Top-1 / top-5 accuracy in inference mode over ``x`` in chunks of ``batch_size``."""
+def evaluate(model, variables, x: jax.Array, labels: jax.Array, *, batch_size: int = 256,
+             together: bool = False) -> Accuracy:
+    """Top-1 / top-5 accuracy in inference mode over ``x`` in chunks of ``batch_size`` (``together``: as `predict`)."""
     labels = jnp.asarray(labels)
     if labels.shape != (jnp.shape(x)[0],):
         raise ValueError(f"evaluate: `labels` must have shape ({jnp.shape(x)[0]},), got {labels.shape}")
-    return accuracy(predict(model, variables, x, batch_size=batch_size), labels)
+    return accuracy(predict(model, variables, x, batch_size=batch_size, together=together), labels)

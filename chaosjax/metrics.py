@@ -1,4 +1,4 @@
-"""Attribution metrics of the symbolic track (``PROTOCOL.md`` section 1, "Metrics").
+"""Attribution metrics of the symbolic track (docs/protocol.md, "Symbolic").
 
 All functions are pure, jittable and vmappable over arrays ``(n, W)``: ``n`` rows (test samples), ``W`` columns of
 which the first ``m`` are predictive. ``m`` may be a traced integer, so a grid of formulas with different ``m``
@@ -241,7 +241,7 @@ def consistency(attr: jax.Array, m: int | jax.Array, *, valid: jax.Array | None 
 
 
 # ================================================================================================================
-# Vision localisation metrics (PROTOCOL.md section 2, "Localisation score")
+# Vision localisation metrics (docs/protocol.md, "Vision": "Localisation score")
 #
 # Attribution maps are `(n, H, W, C)` (channels last, as the vision models read them); boxes are int `(n, 4)`
 # `(top, left, bottom, right)` with exclusive ends (`chaosjax.data.vision.Sample.box`). Every function is pure,
@@ -256,7 +256,7 @@ __all__ += [
     "localization_iou_per_sample",
     "mass_in_box",
     "mass_in_box_per_sample",
-    "paper_iou_ceiling",
+    "paper_iou_of_true_box",
     "pointing_game",
     "pointing_game_per_sample",
 ]
@@ -289,8 +289,12 @@ def _gaussian_kernel(sigma: float, truncate: float = 4.0) -> np.ndarray:
 def gaussian_smooth(maps: jax.Array, sigma: float) -> jax.Array:
     """Gaussian smoothing over the two spatial axes of `(n, H, W, ...)` maps, separately per trailing channel.
 
-    Matches `scipy.ndimage.gaussian_filter(map, (sigma, sigma, 0))`: kernel truncated at `4 sigma`,
-    boundary mode `reflect` (`abc|cba`). `sigma = 0` returns the maps unchanged.
+    The same filter as `scipy.ndimage.gaussian_filter(map, (0, sigma, sigma, 0))` (kernel truncated at `4 sigma`,
+    boundary mode `reflect`, `abc|cba`), equal to it within float32 rounding (~1e-7 relative), on device. It is
+    not scipy bit for bit: the taps are summed one by one in the maps' dtype, where scipy sums mirror-image taps in
+    pairs in float64, so pixels that tie exactly under scipy may differ here in the last bit. The `"corrected"`
+    IoU uses this function; the `"paper"` IoU, which keeps whole tie groups, runs scipy itself
+    (`localization_iou_per_sample`). `sigma = 0` returns the maps unchanged.
     Cost: `O(n H W C (8 sigma + 1))` (two 1-D passes).
     """
     sigma = float(sigma)
@@ -337,18 +341,24 @@ def localization_iou_per_sample(
 ) -> jax.Array:
     """Per-map localisation IoU `(n,)`: the bounding box of the strongest pixels against the true box.
 
-    `"paper"` (the study, quirks included):
-      1. smooth the *signed* map per channel (`gaussian_smooth`, `sigma`);
-      2. `s = mean_c |smoothed|`;
+    `"paper"` (the study's computation, quirks included; docs/protocol.md, "Vision"):
+      1. smooth the *signed* map per channel with `scipy.ndimage.gaussian_filter(map, sigma, axes=(1, 2))`;
+      2. `s = |smoothed|.mean(-1)` in numpy (float32 maps: float32, channels summed in order);
       3. threshold `t` = the `(k+1)`-th largest `s` with `k = foreground^2` (the study's
-         `np.partition(-s, k)[k]`), keep every pixel with `s >= t` (>= k+1 pixels, all ties kept);
+         `np.partition(-s, k)[k]`), keep every pixel with `s - t >= 0`: at least `k + 1` pixels, whole tie
+         groups kept;
       4. predicted box `(r0, c0, r1 - r0, c1 - c0)` (max - min, no +1) against the true `(top, left, fg, fg)`,
          IoU of these continuous rectangles (`+1e-13` in the union).
-      The kept set has at least `k + 1` pixels, so it can never be the true box alone. The true-box indicator,
-      smoothed at the study's `sigma = 6` on a 224-px canvas, keeps the box grown by one pixel on each side and
-      scores `fg^2 / (fg+1)^2 = 0.940` (`paper_iou_ceiling`; PROTOCOL.md's "about 0.94 at best").
+      Steps 1-3 run on the host, through `jax.pure_callback`, on scipy and numpy themselves: the kept set
+      depends on exact ties (scipy sums mirror-image taps in pairs in float64, so a mirror-symmetric map smooths
+      to exactly tied mirror pixels), and thresholding is discontinuous, so a device re-implementation that is
+      equal to within rounding still keeps other pixels (float32 shifted adds score the true-box map 0.690 at
+      56 / 8 where the study's code gives 0.790). The callback works under `jit` and `vmap`; its cost is a
+      device-to-host copy of the maps plus scipy's filter on one CPU core (docs/protocol.md, "Vision").
+      The true box's own indicator away from the border scores `fg^2 / (fg+1)^2` (`paper_iou_of_true_box`:
+      64/81 = 0.790 at 8 px, 0.940 at 32 px): its kept set is the box grown by one pixel on each side.
 
-    `"corrected"`:
+    `"corrected"` (on device, pure JAX):
       1. `s = mean_c |attr|`, then smooth (`|.|` first: opposite signs no longer cancel);
       2. keep exactly `k = foreground^2` pixels (`lax.top_k`; ties go to the lower flat index);
       3. inclusive pixel boxes on both sides: area `(r1 - r0 + 1)(c1 - c0 + 1)`, IoU of pixel sets.
@@ -357,7 +367,7 @@ def localization_iou_per_sample(
       corners put it at `fg^2 / (fg+2)^2`).
 
     A map with all its mass outside the box scores 0 under both (its kept pixels lie outside the box) as long
-    as the kept pixels' bounding box does not straddle the true box.
+    as the kept pixels' bounding box does not straddle the true box. A map holding a NaN scores NaN.
 
     Args:
       attr: `(n, H, W, C)` maps; boxes: int `(n, 4)` `(top, left, bottom, right)`, exclusive ends.
@@ -365,7 +375,7 @@ def localization_iou_per_sample(
       sigma: smoothing width in pixels (the study: 6 at 224 px).
       protocol: `"paper"` or `"corrected"`.
 
-    Cost: the smoothing plus a sort (paper) or top-k (corrected) of `H W` values per map.
+    Cost: the smoothing plus a partition (paper, host) or top-k (corrected, device) of `H W` values per map.
     """
     _check_protocol(protocol)
     attr, boxes = _check_maps(attr, boxes)
@@ -382,6 +392,29 @@ def localization_iou_per_sample(
                                   protocol=protocol)
 
 
+def _paper_kept_extent(attr: np.ndarray, *, sigma: float, k: int) -> np.ndarray:
+    """Host side of the paper IoU: `(..., H, W, C)` maps -> int32 `(..., 4)` extents `(r0, r1, c0, c1)` (inclusive)
+    of the pixels the study keeps, computed by the study's own operations (scipy's filter, numpy's channel mean
+    and partition; examples/eval_vision_localization.py l.163-164, chaosmining/vision/contribs.py l.28-52)."""
+    from scipy.ndimage import gaussian_filter
+
+    a = np.asarray(attr)
+    if a.dtype not in (np.float32, np.float64):  # bfloat16 / float16 maps: the study's maps are float32
+        a = a.astype(np.float32)
+    lead, (h, w, c) = a.shape[:-3], a.shape[-3:]
+    a = np.ascontiguousarray(a.reshape((-1, h, w, c)))
+    if a.shape[0] == 0:
+        return np.zeros(lead + (4,), np.int32)
+    smoothed = gaussian_filter(a, sigma=sigma, axes=(1, 2))  # mode "reflect", truncate 4.0: the study's call
+    s = np.abs(smoothed).mean(axis=-1)
+    t = -np.partition(-s.reshape(s.shape[0], -1), k, axis=-1)[:, k]  # the (k+1)-th largest value
+    keep = (s - t[:, None, None]) >= 0  # the study's test, literally (NaN maps keep nothing; masked by the caller)
+    rows, cols = keep.any(axis=2), keep.any(axis=1)
+    extent = np.stack([rows.argmax(axis=1), h - 1 - rows[:, ::-1].argmax(axis=1),
+                       cols.argmax(axis=1), w - 1 - cols[:, ::-1].argmax(axis=1)], axis=1)
+    return extent.astype(np.int32).reshape(lead + (4,))
+
+
 @functools.partial(jax.jit, static_argnames=("foreground", "sigma", "protocol"))
 def _localization_iou_impl(attr, boxes, *, foreground, sigma, protocol):
     # Jitted so that eager calls compile once instead of dispatching ~100 small ops; inlined under an outer jit.
@@ -389,11 +422,10 @@ def _localization_iou_impl(attr, boxes, *, foreground, sigma, protocol):
     k = foreground**2
     top, left = boxes[:, 0], boxes[:, 1]
     if protocol == "paper":
-        s = jnp.mean(jnp.abs(gaussian_smooth(attr, sigma)), axis=-1)
-        flat = s.reshape(n, h * w)
-        t = jax.lax.top_k(flat, k + 1)[0][:, k]  # the (k+1)-th largest value
-        mask = s >= t[:, None, None]
-        r0, r1, c0, c1 = _row_col_extent(mask)
+        extent = jax.pure_callback(
+            functools.partial(_paper_kept_extent, sigma=sigma, k=k),
+            jax.ShapeDtypeStruct((n, 4), jnp.int32), attr, vmap_method="expand_dims")
+        r0, r1, c0, c1 = (extent[:, i] for i in range(4))
         ph, pw = (r1 - r0).astype(attr.dtype), (c1 - c0).astype(attr.dtype)
         fg = jnp.asarray(foreground, attr.dtype)
         ih = jnp.maximum(0.0, jnp.minimum(r0 + ph, top + fg) - jnp.maximum(r0, top))
@@ -423,13 +455,17 @@ def localization_iou(attr, boxes, *, foreground: int, sigma: float = DEFAULT_SIG
     return jnp.mean(localization_iou_per_sample(attr, boxes, foreground=foreground, sigma=sigma, protocol=protocol))
 
 
-def paper_iou_ceiling(foreground: int) -> float:
-    """`fg^2 / (fg + 1)^2`: the paper IoU of the true-box indicator map under the study's smoothing (0.940 at 32 px).
+def paper_iou_of_true_box(foreground: int) -> float:
+    """`fg^2 / (fg + 1)^2`: the paper IoU of the true box's own indicator map, smoothed at the study's
+    `sigma = 6 * canvas / 224`, for a box away from the canvas border (64/81 = 0.790 at 8 px, 0.940 at 32 px).
 
-    Under `"paper"` the kept pixels (at least `fg^2 + 1`) spill past the box; smoothing a box indicator at the
-    study's `sigma = 6` on 224 px keeps the box grown by one pixel on every side: a `(fg+1)`-wide rectangle by
-    the max - min rule, covering the true `fg`-wide one.
+    The kept pixels (at least `fg^2 + 1`, whole tie groups) are the box grown by one pixel on every side: a
+    rectangle `fg + 1` wide by the max - min rule, covering the true `fg`-wide one. This is what a perfect
+    attribution scores, not an upper bound: a map one pixel wider than the box scores 1 at 8 px, and near the
+    border (reflected smoothing) the indicator scores less (0.690 at 8 px with its corner at (3, 5)).
     """
+    if isinstance(foreground, bool) or not isinstance(foreground, (int, np.integer)) or foreground < 1:
+        raise ValueError(f"foreground must be an integer >= 1, got {foreground!r}")
     return foreground**2 / (foreground + 1) ** 2
 
 
@@ -480,7 +516,7 @@ def pointing_game(attr, boxes) -> jax.Array:
 
 
 # ================================================================================================================
-# Audio channel metrics (PROTOCOL.md section 3, "Localisation score")
+# Audio channel metrics (docs/protocol.md, "Audio")
 #
 # Attributions are clips `(n, C, L)` (channels first, the Conv1d layout the audio models read); `channels` is the
 # int `(n,)` index of the channel holding the word (`chaosjax.data.audio.Sample.channel`). Pure, jittable and

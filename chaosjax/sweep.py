@@ -370,7 +370,7 @@ def _plan(description: Mapping[str, Any]) -> SweepPlan:
 def _combinations(axes: dict[str, list], combine: str) -> list[tuple[dict[str, Any], str | None]]:
     """The settings' overrides of the fixed values, each with the axis it sweeps: ``"product"``, every
     combination of the axes' values (no one axis); ``"each"``, every axis alone with the others at their fixed
-    values (the study's ablation, PROTOCOL.md section 1)."""
+    values (the study's ablation, docs/protocol.md, "Symbolic")."""
     if combine == "product":
         return [(dict(zip(axes, values)), None) for values in itertools.product(*axes.values())]
     return [({key: value}, key) for key, values in axes.items() for value in values] or [({}, None)]

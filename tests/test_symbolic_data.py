@@ -51,7 +51,7 @@ def test_fifteen_formulas_with_protocol_m():
 
 
 def test_formulas_match_protocol_table_at_a_point():
-    # Spot values written independently of the module's texts, from PROTOCOL.md's table.
+    # Spot values written independently of the module's texts, from the formula table of docs/protocol.md ("Symbolic").
     a, b, c, d, e, f, g, h, i, j = 0.3, -0.2, 0.5, 0.1, -0.4, 0.25, 0.6, -0.7, 0.15, 0.35
     expected = {
         2: 2 / (a**2 + 1) - 1,

@@ -1,4 +1,4 @@
-"""The audio track's generator: one spoken word among nine noise channels (PROTOCOL.md section 3).
+"""The audio track's generator: one spoken word among nine noise channels (docs/protocol.md, "Audio").
 
 A sample is a pure function of ``(key, index, condition)``: a clip ``(channels, length)`` (the Conv1d
 layout the models read), its word label and the channel that holds the word.

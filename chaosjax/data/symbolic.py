@@ -1,6 +1,6 @@
 """Symbolic functional track: formulas, synthetic tabular data and the true functions' own attributions.
 
-Protocol (``PROTOCOL.md`` section 1): every column is i.i.d. ``clip(N(0, x_std^2), -1, 1)``; the first ``m``
+Protocol (docs/protocol.md, "Symbolic"): every column is i.i.d. ``clip(N(0, x_std^2), -1, 1)``; the first ``m``
 columns feed a known formula ``f``, the next ``noise_features`` columns are pure noise, and
 ``y = f(x_1..x_m) + N(0, y_std^2)``. Because ``f`` is known, each attribution method has a ground truth computed
 from ``f`` itself (:func:`ground_truth`).

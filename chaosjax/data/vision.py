@@ -1,4 +1,4 @@
-"""The vision track's generator: a small foreground pasted on a noisy canvas (PROTOCOL.md section 2).
+"""The vision track's generator: a small foreground pasted on a noisy canvas (docs/protocol.md, "Vision").
 
 A sample is a pure function of `(key, index, condition)`:
 

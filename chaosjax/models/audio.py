@@ -12,21 +12,25 @@ Every model reads clips ``(B, C, L)`` (channels first, the study's Conv1d layout
     dilations 1/2/4, "same" padding; a 1x1 convolution on the skip path where the width changes;
   - ``transformer``: sinusoidal positions, then ``depth`` (3) post-norm encoder layers (PyTorch's
     ``nn.TransformerEncoderLayer`` with ``norm_first=False``, ReLU feed-forward of width ``ff``), ``d = 60``, 6
-    heads. Attention runs **over time within each clip**: the study's version attended across the batch, so
-    samples interacted (PROTOCOL.md's quirk); that is not reproduced.
+    heads. Attention runs **over time within each clip** (``attend="time"``, the default). ``attend="batch"`` is
+    the study's layout (docs/protocol.md, "Audio"): its ``nn.TransformerEncoderLayer`` left ``batch_first=False``
+    and was fed ``(B, T, 60)``, so at every time step the ``B`` clips of a batch attend to each other (samples
+    interact), without positional encodings (the study adds none).
   The recurrences are one ``lax.scan`` over time each, with the input projection of all steps done before it
   as one matrix product.
-* **head**: global max-pool over time, then a linear layer.
+* **head**: global max-pool over time, then a linear layer. Both max-pools are ``lax.reduce_window``
+  (``_max_pool_time``: its gradient is exact under ``jit``, where ``jnp.max``'s is not).
 
 Weights are laid out so that a PyTorch module maps onto them by transposes only (``benchmarks/audio.py``):
 ``Conv1d.kernel = weight.transpose(2, 1, 0)``, ``nnx.Linear.kernel = weight.T``, fused LSTM ``w_ih = weight_ih_l0.T`` (gates i, f, g, o) and ``b = b_ih + b_hh``,
 attention ``qkv.kernel = in_proj_weight.T``.
 
 Functional face (as ``chaosjax.models.vision``): ``init(key) -> {"params", "batch_stats"}``;
-``apply(variables, x)`` -> logits in inference mode (BatchNorm on running statistics: what attribution sees);
-``apply(variables, x, train=True)`` -> ``(logits, new_batch_stats)`` (PyTorch's momentum 0.1). In inference mode
-samples never interact (tested). Constructors are cached: equal arguments give the same `Functional`, so jitted
-callers that take it as a static argument do not retrace.
+``apply(variables, x)`` -> logits in inference mode (BatchNorm on running statistics: what attribution sees
+under the ``corrected`` protocol); ``apply(variables, x, train=True)`` -> ``(logits, new_batch_stats)``
+(BatchNorm on the batch's statistics, PyTorch's momentum 0.1: what the study's attribution saw). In inference
+mode samples never interact (tested), except in the ``attend="batch"`` Transformer. Constructors are cached: equal
+arguments give the same `Functional`, so jitted callers that take it as a static argument do not retrace.
 
 Costs (forward, one 1-s clip at 16 kHz, 10 channels, default sizes): stem ~0.19 GFLOP (dominant for every body),
 TCN ~0.03, LSTM (hidden 120) ~0.04, RNN ~0.01, Transformer ~0.03 GFLOP; the recurrences add ``T`` sequential
@@ -42,11 +46,12 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from chaosjax.models._functional import Functional, cached_constructor, stateful_functional
 
-__all__ = ["BODIES", "MODELS", "AudioModel", "Conv1d", "Stem", "audio_functional", "frames", "lstm", "rnn", "tcn", "transformer"]
+__all__ = ["ATTEND", "BODIES", "MODELS", "AudioModel", "Conv1d", "Stem", "audio_functional", "frames", "lstm", "rnn", "tcn", "transformer"]
 
 STEM_WIDTH, STEM_KERNEL, STEM_STRIDE, STEM_POOL = 60, 80, 16, 4
 
@@ -113,8 +118,21 @@ class Stem(nnx.Module):
     def __call__(self, x, train: bool = False):
         h = self.conv(jnp.swapaxes(x, 1, 2))  # channels-last inside the model
         h = jax.nn.relu(self.norm(h, use_running_average=not train))
-        t = h.shape[1] // STEM_POOL
-        return jnp.max(h[:, :t * STEM_POOL].reshape(h.shape[0], t, STEM_POOL, h.shape[2]), axis=2)
+        return _max_pool_time(h, STEM_POOL)
+
+
+def _max_pool_time(h: jax.Array, window: int) -> jax.Array:
+    """Max over non-overlapping windows of ``window`` frames: ``(B, T, C) -> (B, T // window, C)`` (trailing frames
+    dropped, as PyTorch's ``MaxPool1d``).
+
+    ``lax.reduce_window``, not ``jnp.max`` over a reshape: ``jnp.max``'s gradient finds the maximum by comparing the
+    operand with the output for equality, and under ``jit`` XLA may recompute the operand in another fusion with
+    different rounding, so the comparison fails and the window's gradient is lost (measured: up to 40% of a
+    training-mode saliency map). ``reduce_window``'s gradient selects inside one operation and goes to a single
+    maximum per window, as PyTorch's does.
+    """
+    return jax.lax.reduce_window(h, np.array(-np.inf, h.dtype), jax.lax.max, (1, window, 1), (1, window, 1),
+                                 "VALID")
 
 
 class _Recurrent(nnx.Module):
@@ -176,10 +194,11 @@ def _sinusoid(t: int, d: int) -> jax.Array:
 
 
 class _EncoderLayer(nnx.Module):
-    """Post-norm encoder layer: ``x = LN(x + MHA(x)); x = LN(x + W2 relu(W1 x))`` (attention over time)."""
+    """Post-norm encoder layer: ``x = LN(x + MHA(x)); x = LN(x + W2 relu(W1 x))`` on ``(B, T, d)``, attention over
+    time (``attend="time"``) or, the study's layout, over the batch at each time step (``attend="batch"``)."""
 
-    def __init__(self, d, heads, ff, *, rngs):
-        self.heads = heads
+    def __init__(self, d, heads, ff, *, attend="time", rngs):
+        self.heads, self.attend = heads, attend
         self.qkv = nnx.Linear(d, 3 * d, rngs=rngs)
         self.out = nnx.Linear(d, d, rngs=rngs)
         self.ln1 = nnx.LayerNorm(d, epsilon=1e-5, rngs=rngs)
@@ -188,6 +207,11 @@ class _EncoderLayer(nnx.Module):
         self.ln2 = nnx.LayerNorm(d, epsilon=1e-5, rngs=rngs)
 
     def __call__(self, x):
+        if self.attend == "batch":  # PyTorch's batch_first=False reading of (B, T, d): sequence B, batch T
+            return jnp.swapaxes(self._layer(jnp.swapaxes(x, 0, 1)), 0, 1)
+        return self._layer(x)
+
+    def _layer(self, x):  # attention over axis 1 of (N, S, d); everything else is per token
         b, t, d = x.shape
         dh = d // self.heads
         q, k, v = jnp.split(self.qkv(x).reshape(b, t, 3, self.heads, dh), 3, axis=2)
@@ -199,6 +223,7 @@ class _EncoderLayer(nnx.Module):
 
 
 BODIES = ("rnn", "lstm", "tcn", "transformer")
+ATTEND = ("time", "batch")
 
 
 class AudioModel(nnx.Module):
@@ -206,10 +231,12 @@ class AudioModel(nnx.Module):
 
     def __init__(self, body: str, channels: int = 10, num_classes: int = 35, *, hidden: int = 120, layers: int = 1,
                  widths: tuple[int, ...] = (60, 120, 120), depth: int = 3, heads: int = 6, ff: int = 240,
-                 rngs: nnx.Rngs):
+                 attend: str = "time", rngs: nnx.Rngs):
         if body not in BODIES:
             raise ValueError(f"model: unknown {body!r}; expected one of {', '.join(BODIES)}")
-        self.body, self.channels = body, channels
+        if attend not in ATTEND:
+            raise ValueError(f"attend: expected one of {', '.join(ATTEND)}, got {attend!r}")
+        self.body, self.channels, self.attend = body, channels, attend
         self.stem = Stem(channels, rngs=rngs)
         if body in ("rnn", "lstm"):
             sizes = [STEM_WIDTH] + [hidden] * layers
@@ -222,7 +249,8 @@ class AudioModel(nnx.Module):
         else:
             if STEM_WIDTH % heads:
                 raise ValueError(f"heads: {heads} does not divide the model width {STEM_WIDTH}")
-            self.layers = nnx.List([_EncoderLayer(STEM_WIDTH, heads, ff, rngs=rngs) for _ in range(depth)])
+            self.layers = nnx.List([_EncoderLayer(STEM_WIDTH, heads, ff, attend=attend, rngs=rngs)
+                                    for _ in range(depth)])
             out = STEM_WIDTH
         self.head = nnx.Linear(out, num_classes, rngs=rngs)
 
@@ -233,11 +261,11 @@ class AudioModel(nnx.Module):
             raise ValueError(f"{self.body}: clips of {x.shape[2]} samples are too short for the stem (need >= "
                              f"{STEM_KERNEL + STEM_STRIDE * (STEM_POOL - 1)})")
         h = self.stem(x, train)
-        if self.body == "transformer":
+        if self.body == "transformer" and self.attend == "time":
             h = h + _sinusoid(h.shape[1], h.shape[2])[None]
         for layer in self.layers:
             h = layer(h, train) if self.body == "tcn" else layer(h)
-        return self.head(jnp.max(h, axis=1))
+        return self.head(_max_pool_time(h, h.shape[1])[:, 0])  # global max over time
 
 
 # --------------------------------------------------------------------------------------------- functional
@@ -290,15 +318,22 @@ def tcn(channels: int = 10, num_classes: int = 35, *, widths: tuple[int, ...] = 
 
 @cached_constructor
 def transformer(channels: int = 10, num_classes: int = 35, *, depth: int = 3, heads: int = 6,
-                ff: int = 240) -> Functional:
-    """Functional stem + Transformer encoder over time (cached by arguments); `heads` must divide 60."""
+                ff: int = 240, attend: str = "time") -> Functional:
+    """Functional stem + Transformer encoder (cached by arguments); `heads` must divide 60.
+
+    ``attend="time"``: attention over time within each clip, with sinusoidal positions. ``attend="batch"``: the
+    study's layout, attention across the clips of a batch at each time step, no positions (module docstring);
+    the parameters have the same structure, so one set of weights runs in either layout.
+    """
     _checked(channels, num_classes)
+    if attend not in ATTEND:
+        raise ValueError(f"attend: expected one of {', '.join(ATTEND)}, got {attend!r}")
     for name, v in (("depth", depth), ("heads", heads), ("ff", ff)):
         _check_pos_int(name, v)
     if STEM_WIDTH % heads:
         raise ValueError(f"heads: {heads} does not divide the model width {STEM_WIDTH}")
     return audio_functional(lambda rngs: AudioModel("transformer", channels, num_classes, depth=depth, heads=heads,
-                                                    ff=ff, rngs=rngs))
+                                                    ff=ff, attend=attend, rngs=rngs))
 
 
 #: name -> constructor ``(channels, num_classes, **options) -> Functional``.

@@ -1,4 +1,4 @@
-"""Multilayer perceptrons of the symbolic track (PROTOCOL.md section 1), as Flax NNX modules and as pure functions.
+"""Multilayer perceptrons of the symbolic track (docs/protocol.md, "Symbolic"), as Flax NNX modules and as pure functions.
 
 * ``MLP``: ``depth`` hidden ``Linear -> activation [-> dropout]`` layers of ``width`` units, then a linear head. The
   study's model is ``MLP(in_features, 1, depth=3, width=100, activation="gelu")``.

@@ -3,10 +3,23 @@
 For every condition x model: the seeds train in one ``jit(vmap(fit))`` (``chaosjax.classify.fit_seeds``) on
 batches generated on device from the train split (the condition is a traced code, so all four conditions
 share one compiled training program per model); accuracy is measured on ``n_val`` fixed validation clips;
-every attribution method runs on the first ``n_attr`` of them w.r.t. the *predicted* class, in inference mode
-(BatchNorm on running statistics), one compiled program per (model, method), vmapped over seeds. Scores
-(``chaosjax.metrics``): ``channel_mass``, the share of mean |attribution| on the word's channel (the study's
-localisation score; chance ``1 / channels``), and ``channel_hit``, the top-1 channel hit rate.
+every attribution method runs on the first ``n_attr`` of them w.r.t. the *predicted* class, one compiled
+program per (model, method), vmapped over seeds. Scores (``chaosjax.metrics``): ``channel_mass``, the share of
+mean |attribution| on the word's channel (the study's localisation score; chance ``1 / channels``), and
+``channel_hit``, the top-1 channel hit rate.
+
+Two protocols (``AudioConfig.protocol``; docs/protocol.md, "Audio"):
+
+* ``"corrected"`` (the default): attribution in inference mode (BatchNorm on running statistics), so a clip's
+  attribution depends on that clip alone; the Transformer attends over time; each method scored on its own.
+* ``"paper"``, the study's ``examples/eval_audio_localization.py``: the clips are attributed in consecutive
+  batches of ``batch_size`` (its ``DataLoader``), in training mode (``model.train()``, l.145: BatchNorm on the
+  statistics of the batch the model is called on), w.r.t. the class predicted in training mode (l.154-155);
+  integrated gradients puts all ``ig_steps`` path points of a batch into one model call, as Captum does; the
+  Transformer attends across the batch (``attend="batch"``: its ``batch_first`` slip); the ``deeplift`` row's
+  channel mass divides *integrated gradients'* true-channel score by DeepLIFT's channel norm (l.174); and the
+  score is the mean of per-batch means (l.161, l.189). Accuracy is measured in inference mode on batches of
+  ``batch_size`` clips, as its ``test`` does.
 
 Feature ablation uses one group per channel (baseline 0); GradientSHAP draws its baselines from 16 training
 clips; SmoothGrad adds noise of ``0.15 x`` each clip's value range.
@@ -43,10 +56,13 @@ from chaosjax.data.speech import WORDS
 from chaosjax.models import audio as models
 from chaosjax.tracks.symbolic import _prepare_out, _progress_bar, mean_ci, write_results
 
-__all__ = ["COLUMNS", "AudioConfig", "add_cli", "run", "summary_table"]
+__all__ = ["COLUMNS", "PROTOCOLS", "AudioConfig", "add_cli", "paper_channel_mass", "pooled_integrated_gradients",
+           "run", "summary_table"]
+
+PROTOCOLS = ("paper", "corrected")
 
 COLUMNS = (
-    "track", "condition", "model", "method", "seed", "accuracy", "channel_mass", "channel_hit", "seconds",
+    "track", "condition", "model", "method", "seed", "protocol", "accuracy", "channel_mass", "channel_hit", "seconds",
     "top5", "chance", "preset", "source", "sample_rate", "channels", "steps", "batch_size", "lr", "n_val", "n_attr",
     "ig_steps", "background_gain", "final_loss", "train_seconds",
 )
@@ -54,7 +70,12 @@ COLUMNS = (
 
 @dataclasses.dataclass(frozen=True)
 class AudioConfig:
-    """Everything an audio run depends on (PROTOCOL.md section 3; sizes from the preset)."""
+    """Everything an audio run depends on (docs/protocol.md, "Audio"; sizes from the preset).
+
+    ``protocol`` defaults to ``"corrected"`` (unlike the symbolic track): the study's audio protocol makes a clip's
+    attribution depend on the clips batched with it (training-mode BatchNorm, a batch-attending Transformer), so
+    it measures the batch as much as the method; ``"paper"`` reproduces it (module docstring).
+    """
 
     conditions: tuple[str, ...] = data.CONDITIONS
     models: tuple[str, ...] = ("rnn", "lstm", "tcn", "transformer")
@@ -80,6 +101,7 @@ class AudioConfig:
     shap_samples: int = 20
     attribution_batch_size: int | None = None  # draws per chunk; None: all at once
     random_onset: bool = False
+    protocol: str = "corrected"
 
     def method_names(self) -> tuple[str, ...]:
         return tuple(attribution.METHODS) if self.methods is None else tuple(self.methods)
@@ -112,6 +134,8 @@ class AudioConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {v!r}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol: expected one of {PROTOCOLS}, got {self.protocol!r}")
         if self.n_attr > self.n_val:
             raise ValueError(f"n_attr: {self.n_attr} attributed clips exceed the {self.n_val} validation clips")
         if self.warmup_steps is not None and (isinstance(self.warmup_steps, bool)
@@ -196,6 +220,92 @@ def _attribute(model, variables, x, keys, refs, *, method: str, options: tuple):
     return jax.vmap(one)(variables, keys)
 
 
+def pooled_integrated_gradients(apply, x, pred, *, steps: int):
+    """Integrated gradients as Captum's ``IntegratedGradients.attribute(x, zeros, target, n_steps=steps)`` runs
+    it (``internal_batch_size=None``): the ``steps`` Gauss-Legendre path points of every clip are stacked into one
+    batch of ``steps * B`` clips (alpha-major) and go through the model in one call, so under training-mode
+    BatchNorm (or batch attention) they share statistics. ``chaosjax.attribution.integrated_gradients`` calls the
+    model once per path point instead, which under training mode normalises each point's batch apart and cancels
+    the path's scaling."""
+    alphas, weights = attribution.quadrature("gausslegendre", steps)
+    a = jnp.asarray(alphas, x.dtype)
+    path = (a[:, None, None, None] * x[None]).reshape((steps * x.shape[0],) + x.shape[1:])
+    f = attribution.target(apply, jnp.tile(pred, steps))
+    grads = jax.grad(lambda z: jnp.sum(f(z)))(path).reshape((steps,) + x.shape)
+    return x * jnp.tensordot(jnp.asarray(weights, x.dtype), grads, axes=1)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "method", "options"))
+def _attribute_paper(model, variables, batches, keys, refs, first, *, method: str, options: tuple):
+    """`method` for every seed on ``batches (nb, b, C, L)`` under the study's protocol (module docstring): each
+    batch attributed in training mode w.r.t. the class predicted in training mode; returns ``(S, nb, b, C, L)``.
+    ``first``: the index of the first batch (the per-batch random streams)."""
+    fn = attribution.METHODS[method]
+    kwargs = dict(options)
+    if method == "feature_ablation":  # one group per channel (the study's feature_mask, l.178-182)
+        kwargs["groups"] = np.repeat(np.arange(batches.shape[2], dtype=np.int32)[:, None], batches.shape[3], axis=1)
+
+    def one(v, k):
+        apply = classify.logits_fn(model, v, train=True)  # model.train() (l.145)
+
+        def one_batch(args):
+            xb, bi = args
+            pred = jnp.argmax(apply(xb), axis=1)  # outputs = model(inputs) in training mode (l.154-155)
+            if method == "integrated_gradients":
+                return pooled_integrated_gradients(apply, xb, pred, steps=kwargs["steps"])
+            extra = {"key": jax.random.fold_in(k, bi)} if method in attribution.NEEDS_KEY else {}
+            if method == "gradient_shap":
+                extra["baselines"] = refs
+            return fn(attribution.target(apply, pred), xb, **kwargs, **extra)
+
+        return jax.lax.map(one_batch, (batches, first + jnp.arange(batches.shape[0])))
+
+    return jax.vmap(one)(variables, keys)
+
+
+def _study_batches(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the study's evaluation batches over ``n`` clips: ``DataLoader(batch_size,
+    shuffle=False, drop_last=False)``."""
+    return [(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+
+def paper_channel_mass(attr, channels, batch_size: int, *, numerator=None) -> np.ndarray:
+    """The study's audio score per seed: for each clip, the true channel's score over the L1 norm of the channel
+    scores ``s_c = mean_t |a_{c,t}|`` (``metrics.channel_mass_per_sample``), averaged within each batch of
+    ``batch_size`` consecutive clips, then over batches (examples/eval_audio_localization.py l.158-161, l.189).
+
+    ``attr``: ``(S, n, C, L)``; ``channels``: ``(n,)``. ``numerator``: attributions whose true-channel score
+    replaces ``attr``'s in the numerator: the study's DeepLIFT row divides integrated gradients' score by
+    DeepLIFT's norm (l.174). An all-zero attribution scores ``1 / C``, as ``metrics.channel_mass`` (the study's
+    code divides 0 by 0 there). Returns ``(S,)``.
+    """
+    scores = np.asarray(jax.vmap(metrics.channel_scores)(jnp.asarray(attr)))
+    top = scores if numerator is None else np.asarray(jax.vmap(metrics.channel_scores)(jnp.asarray(numerator)))
+    channels = np.asarray(channels)
+    chosen = top[:, np.arange(scores.shape[1]), channels]
+    total = scores.sum(axis=2)
+    ratio = np.where(total > 0, chosen / np.where(total > 0, total, 1), 1.0 / scores.shape[2])
+    return np.mean([ratio[:, a:b].mean(axis=1) for a, b in _study_batches(scores.shape[1], batch_size)], axis=0)
+
+
+def _attribute_all(config: AudioConfig, model, variables, clips, keys, refs, method: str) -> jax.Array:
+    """``(S, n, C, L)`` attributions of ``clips`` under ``config.protocol``."""
+    options = _method_options(config, method)
+    if config.protocol == "corrected":
+        return _attribute(model, variables, clips, keys, refs, method=method, options=options)
+    n, b = clips.shape[0], config.batch_size
+    full = n // b * b
+    parts = []
+    if full:
+        batches = clips[:full].reshape((full // b, b) + clips.shape[1:])
+        parts.append(_attribute_paper(model, variables, batches, keys, refs, jnp.int32(0), method=method,
+                                      options=options))
+    if full < n:  # the last, shorter batch
+        parts.append(_attribute_paper(model, variables, clips[full:][None], keys, refs, jnp.int32(full // b),
+                                      method=method, options=options))
+    return jnp.concatenate([p.reshape((p.shape[0], -1) + p.shape[3:]) for p in parts], axis=1)
+
+
 # ------------------------------------------------------------------------------------------------- a run
 
 
@@ -248,7 +358,9 @@ def cell_data(config: AudioConfig, condition: str, *, datasets=None) -> CellData
 
 
 def _model(config: AudioConfig, name: str):
-    return models.MODELS[name](config.spec().channels, len(WORDS))
+    # The study's Transformer attends across the batch (docs/protocol.md, "Audio"); same parameters either way.
+    opts = {"attend": "batch"} if name == "transformer" and config.protocol == "paper" else {}
+    return models.MODELS[name](config.spec().channels, len(WORDS), **opts)
 
 
 def init_cell(config: AudioConfig, model_name: str) -> Any:
@@ -292,26 +404,42 @@ def attribute_cell(config: AudioConfig, model_name: str, condition: str, trained
     model = _model(config, model_name)
     ci = CONDITIONS.index(condition)
     seeds = list(config.seeds)
-    accs = [classify.evaluate(model, jax.tree.map(lambda a, i=i: a[i], trained.variables), cell.val.clip,
-                              cell.val.label) for i in range(len(seeds))]
+    paper = config.protocol == "paper"
+    # paper: the study's test() feeds batches of batch_size clips (inference mode); only its Transformer cares.
+    evaluate = functools.partial(classify.evaluate, batch_size=config.batch_size, together=True) if paper \
+        else classify.evaluate
+    accs = [evaluate(model, jax.tree.map(lambda a, i=i: a[i], trained.variables), cell.val.clip, cell.val.label)
+            for i in range(len(seeds))]
     keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 3_000 + ci) for s in seeds])
     variables, keys = place((trained.variables, keys))
     dead = diverged(trained.losses)  # a model whose loss went non-finite scores NaN, never a number
     rows: list[dict[str, Any]] = []
+    ig_attr = None  # paper: the deeplift row's numerator (integrated gradients' attributions of the same clips)
     for method in config.method_names():
         if on_method is not None:
             on_method(method)
         start = time.perf_counter()
-        attr = _attribute(model, variables, cell.clips, keys, cell.refs, method=method,
-                          options=_method_options(config, method))
+        attr = _attribute_all(config, model, variables, cell.clips, keys, cell.refs, method)
         jax.block_until_ready(attr)
         seconds = time.perf_counter() - start
-        mass = np.where(dead, np.nan, np.asarray(jax.vmap(lambda a: metrics.channel_mass(a, cell.channel))(attr)))
-        hit = np.where(dead, np.nan, np.asarray(jax.vmap(lambda a: metrics.channel_hit(a, cell.channel))(attr)))
+        if method == "integrated_gradients":
+            ig_attr = attr
+        if paper:
+            numerator = None
+            if method == "deeplift":
+                if ig_attr is None:
+                    ig_attr = _attribute_all(config, model, variables, cell.clips, keys, cell.refs,
+                                             "integrated_gradients")
+                numerator = ig_attr
+            mass = paper_channel_mass(attr, cell.channel, config.batch_size, numerator=numerator)
+        else:
+            mass = np.asarray(jax.vmap(lambda a: metrics.channel_mass(a, cell.channel))(attr))
+        hit = np.asarray(jax.vmap(lambda a: metrics.channel_hit(a, cell.channel))(attr))
+        mass, hit = np.where(dead, np.nan, mass), np.where(dead, np.nan, hit)
         for si, seed in enumerate(seeds):
             rows.append({
                 "track": "audio", "condition": condition, "model": model_name, "method": method, "seed": seed,
-                "accuracy": float(accs[si].top1), "channel_mass": float(mass[si]),
+                "protocol": config.protocol, "accuracy": float(accs[si].top1), "channel_mass": float(mass[si]),
                 "channel_hit": float(hit[si]), "seconds": seconds / len(seeds),
                 "top5": float(accs[si].top5), "chance": 1.0 / spec.channels, "preset": config.preset,
                 "source": config.source, "sample_rate": spec.sample_rate, "channels": spec.channels,
@@ -477,6 +605,10 @@ def add_cli(sub) -> None:
     p.add_argument("--background-gain", type=float, default=None,
                    help="scale the background channels (RB noise, SB soundscape) by this factor in [0, 1]; "
                         "default: the preset's (1.0, the protocol, except tiny)")
+    p.add_argument("--protocol", default=defaults.protocol, choices=PROTOCOLS,
+                   help="corrected (default: inference-mode attribution, each clip on its own) or paper (the "
+                        "study's: training-mode BatchNorm on batches of --batch-size clips, a batch-attending "
+                        "Transformer, its DeepLIFT score); docs/protocol.md")
     p.add_argument("--out", default="runs/audio")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
@@ -492,6 +624,7 @@ def add_cli(sub) -> None:
             preset=args.preset, source=args.source, sample_rate=args.sample_rate, steps=args.steps,
             batch_size=args.batch_size, learning_rate=args.lr, n_val=args.n_val, n_attr=args.n_attr,
             ig_steps=args.ig_steps, random_onset=args.random_onset, background_gain=args.background_gain,
+            protocol=args.protocol,
         )
         config.validate()
         check_out_dir(args.out, overwrite=args.overwrite)

@@ -40,7 +40,7 @@ COLUMNS = (
 
 @dataclasses.dataclass(frozen=True)
 class RFEConfig:
-    """An RFE benchmark run; defaults are the study's simulation setting (PROTOCOL.md section 4)."""
+    """An RFE benchmark run; defaults are the study's simulation setting (docs/protocol.md, "RFE")."""
 
     dataset: str = "symbolic"
     formulas: tuple[int | str, ...] = (10, 11, 12, 13, 14)

@@ -64,7 +64,7 @@ _TRUTH_ROWS = 500  # rows per ground-truth program: the study's test split of it
 
 @dataclasses.dataclass(frozen=True)
 class SymbolicConfig:
-    """Everything a symbolic run depends on; defaults are the study's protocol (PROTOCOL.md section 1)."""
+    """Everything a symbolic run depends on; defaults are the study's protocol (docs/protocol.md, "Symbolic")."""
 
     formulas: tuple[int | str, ...] = tuple(range(15))
     noise_features: int = 100

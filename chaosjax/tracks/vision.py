@@ -1,11 +1,12 @@
-"""The vision track end to end: generate, train, attribute, localise (PROTOCOL.md section 2).
+"""The vision track end to end: generate, train, attribute, localise (docs/protocol.md, "Vision").
 
 For every model and condition, ``len(seeds)`` classifiers train together (``classify.fit_seeds``: one
 vmapped step or scan), on minibatches generated on device from the training split's banks. The validation
 split (other digits, other photos) is generated once, each method attributes it with respect to the predicted
 class in one jitted, vmapped (over seeds) and chunked (over samples) program, and the maps are scored:
 
-* ``iou``: the localisation IoU under ``config.protocol`` (``"paper"``: the study's, quirks included);
+* ``iou``: the localisation IoU under ``config.protocol`` (``"paper"``: the study's, quirks included, computed by
+  scipy on the host as the study did; docs/protocol.md, "Vision");
 * ``iou_corrected``: the corrected IoU (|.| before smoothing, exactly ``fg^2`` pixels, inclusive boxes);
 * ``mass_in_box``: the share of absolute attribution inside the true box (chance ``1/49``);
 * ``pointing``: the share of maps whose largest pixel lies in the box (chance ``1/49``).
@@ -199,17 +200,28 @@ def _attribute(model, variables, x, baselines, keys, *, model_name=None, method,
     return jax.vmap(one_seed)(variables, keys)
 
 
-@functools.partial(jax.jit, static_argnames=("foreground", "sigma", "protocol"))
-def _scores(attr, boxes, *, foreground, sigma, protocol):
+@functools.partial(jax.jit, static_argnames=("foreground", "sigma"))
+def _device_scores(attr, boxes, *, foreground, sigma):
     def one(a):
         return (
-            metrics.localization_iou(a, boxes, foreground=foreground, sigma=sigma, protocol=protocol),
             metrics.localization_iou(a, boxes, foreground=foreground, sigma=sigma, protocol="corrected"),
             metrics.mass_in_box(a, boxes),
             metrics.pointing_game(a, boxes),
         )
 
     return jax.vmap(one)(attr)
+
+
+def _scores(attr, boxes, *, foreground, sigma, protocol):
+    """(iou under `protocol`, iou_corrected, mass_in_box, pointing), each ``(seeds,)``. The paper IoU runs scipy on
+    the host (`metrics.localization_iou_per_sample`), so it gets the maps as host arrays: inside a program whose
+    maps are split across devices, its callback would first gather them on one device."""
+    corrected, mass, point = jax.device_get(_device_scores(attr, boxes, foreground=foreground, sigma=sigma))
+    if protocol == "corrected":
+        return corrected, corrected, mass, point
+    host = np.asarray(jax.device_get(attr))
+    iou = np.stack([np.asarray(metrics.localization_iou(a, boxes, foreground=foreground, sigma=sigma)) for a in host])
+    return iou, corrected, mass, point
 
 
 def datasets(config: VisionConfig, condition: str):
@@ -303,8 +315,8 @@ def attribute_cell(config: VisionConfig, model_name: str, condition: str, traine
                              options=options, spec=spec, chunk=min(config.attribution_chunk, config.val_size))
         jax.block_until_ready(maps)
         seconds = time.perf_counter() - start
-        iou, iou_c, mass, point = (np.where(dead, np.nan, score) for score in jax.device_get(
-            _scores(maps, vs.box, foreground=spec.foreground, sigma=sigma, protocol=config.protocol)))
+        iou, iou_c, mass, point = (np.where(dead, np.nan, np.asarray(score)) for score in _scores(
+            maps, vs.box, foreground=spec.foreground, sigma=sigma, protocol=config.protocol))
         if examples is not None:
             examples.setdefault(f"attr_{method}", []).append(np.asarray(maps[0, 0]))
         for i, seed in enumerate(seeds):
