@@ -183,7 +183,7 @@ def _method_branches(model: Functional, methods: tuple[str, ...], options: tuple
             extra = {}
             if name in attribution.NEEDS_KEY:
                 extra["key"] = key
-            if name == "gradient_shap":
+            if name in attribution.NEEDS_BASELINES:
                 extra["baselines"] = refs
             return fn(f, x, **kwargs, **extra)
 
@@ -269,7 +269,8 @@ _TRACES: dict[str, int] = {"eliminate": 0}
 
 
 #: Methods that sum over draws (path points, noisy copies, ablated groups): `eliminate` chunks them.
-DRAW_METHODS = ("integrated_gradients", "smoothgrad", "gradient_shap", "feature_ablation")
+DRAW_METHODS = ("integrated_gradients", "smoothgrad", "gradient_shap", "feature_ablation", "occlusion",
+                "shapley_exact", "shapley_sampling", "kernel_shap", "lime", "feature_permutation", "deeplift_shap")
 
 
 def draw_batch_size(backend: str | None = None) -> int:
