@@ -212,6 +212,7 @@ def test_shapley_sampling_agrees_on_the_same_orders(data, monkeypatch):
         _agree_tight(ours, theirs)
 
 
+@pytest.mark.filterwarnings("ignore:Objective did not converge")  # scikit-learn's float32 duality gap
 def test_lime_agrees_with_captum_defaults_on_the_same_samples(data):
     # Captum's default Lime: Bernoulli(1/2) interpretable samples, exp(-d^2 / 2) on the cosine distance in
     # input space, and SkLearnLasso(alpha=0.01). Given chaosjax's samples (a perturb_func generator, which
@@ -241,6 +242,15 @@ def test_lime_agrees_with_captum_defaults_on_the_same_samples(data):
                       baseline=0.2)
         assert np.count_nonzero(np.asarray(ours)) > x.size // 3  # the comparison is not one of zeros
         _agree_tight(ours, theirs, rtol=1e-4)  # scikit-learn solves in float64, chaosjax in float32
+
+    # More interpretable features (10) than samples (8): chaosjax descends on the samples, no 10 x 10 matrices.
+    present = np.asarray(A.lime_coalitions(key, 10, 8)).astype(np.int64)
+    lime = captum_attr.Lime(model, interpretable_model=SkLearnLasso(alpha=0.005, tol=1e-12, max_iter=100_000),
+                            perturb_func=perturb)
+    theirs = lime.attribute(torch.tensor(x), target=0, n_samples=8, baselines=0.2)
+    ours = A.lime(f, jnp.asarray(x), key=key, samples=8, alpha=0.005, baseline=0.2)
+    assert np.count_nonzero(np.asarray(ours)) > x.size // 4
+    _agree_tight(ours, theirs, rtol=1e-4)
 
 
 def test_feature_permutation_agrees_on_the_same_orders(data):

@@ -559,3 +559,33 @@ def test_ground_truth_rejects_what_it_cannot_enumerate(getkey):
         symbolic.ground_truth(wide, jnp.ones((2, 17)), "shapley")
     with pytest.raises(ValueError, match="background"):
         symbolic.ground_truth(symbolic.FORMULAS[7], jnp.ones((2, 5)), "shapley", background=jnp.ones((3, 2)))
+
+
+# ---------------------------------------------------------------- the tracks
+
+
+def test_symbolic_track_runs_the_family_and_scores_it_against_its_truths(tmp_path):
+    from chaosjax.tracks import symbolic as track
+
+    tiny = dict(formulas=(0, 7), noise_features=5, n=200, epochs=30, depth=1, width=8)
+    # Eight columns: the default includes the exact Shapley values, which a 110-column default leaves out.
+    assert "shapley_exact" in track.SymbolicConfig(**tiny).method_names()
+    assert "shapley_exact" not in track.SymbolicConfig().method_names()
+    assert set(track.SymbolicConfig().method_names()) == set(A.METHODS) - {"shapley_exact"}
+    with pytest.raises(ValueError, match="methods: shapley_exact .* 110 columns"):
+        track.SymbolicConfig(methods=("shapley_exact",)).validate()
+    with pytest.raises(ValueError, match="methods: shapley_exact"):
+        track.SymbolicConfig(methods=("shapley_exact",), sweep=("noise", (5, 20)), **{
+            k: v for k, v in tiny.items() if k != "noise_features"}).validate()
+    family = ("shapley_exact", "shapley_sampling", "kernel_shap", "feature_permutation", "deeplift_shap", "occlusion")
+    frame = track.run(track.SymbolicConfig(methods=family, **tiny), progress=False)
+    assert set(frame["method"]) == set(family) and frame["functional_precision"].between(0, 1).all()
+    assert frame["uniform_score"].between(0, 1).all() and len(frame) == 2 * len(family)
+
+
+def test_other_tracks_refuse_exact_shapley_values_they_cannot_enumerate():
+    from chaosjax.tracks import vision
+
+    assert "shapley_exact" not in vision.VisionConfig().method_names()
+    with pytest.raises(ValueError, match="methods: shapley_exact"):
+        vision.VisionConfig(methods=("shapley_exact",)).validate()

@@ -177,18 +177,19 @@ def kernel_shap(
     plan = _plan(g, min(samples, _proper_coalitions(g)))
     coalitions, weights = _coalitions(key, g, plan, acc)
 
-    def draw(k):
-        present, weight = coalitions[k], weights[k]
-        z = present.astype(acc)
-        value = coalition_values(f, x, b, labels, present).astype(acc) - empty
-        w = weight.astype(acc)
-        return w * z[:, None] * z[None, :], w * z[:, None] * value[None, :], w
+    weights = weights / jnp.sum(weights)
+    design = coalitions.astype(acc)
+    hi = jax.lax.Precision.HIGHEST
+    gram = jnp.matmul(design.T * weights[None, :], design, precision=hi)  # (G, G): the coalitions alone
 
-    gram, moment, total = sum_over_draws(draw, coalitions.shape[0], batch_size)  # (G, G), (G, B), ()
-    gram, moment = gram / total, moment / total
+    def draw(k):  # coalition k's weighted contribution to the moments z^T W (v(z) - v(0))
+        value = coalition_values(f, x, b, labels, coalitions[k]).astype(acc) - empty
+        return (weights[k] * design[k])[:, None] * value[None, :]
+
+    moment = sum_over_draws(draw, coalitions.shape[0], batch_size)  # (G, B)
     # min sum_z w (y_z - z . phi)^2 s.t. 1 . phi = delta: the bordered (KKT) system [[A, 1], [1^T, 0]].
     ones = jnp.ones((g, 1), acc)
     kkt = jnp.block([[gram, ones], [ones.T, jnp.zeros((1, 1), acc)]])
     rhs = jnp.concatenate([moment, delta[None, :]], axis=0)
-    phi = jnp.matmul(jnp.linalg.pinv(kkt), rhs, precision=jax.lax.Precision.HIGHEST)[:g]  # (G, B)
+    phi = jnp.matmul(jnp.linalg.pinv(kkt), rhs, precision=hi)[:g]  # (G, B)
     return spread(phi.T, labels).astype(x.dtype)

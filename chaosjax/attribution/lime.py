@@ -26,7 +26,7 @@ _COSINE_EPS = 1e-8
 # epsilons times its largest one (a fixed relative tolerance would be below float32's rounding noise).
 _TOL_EPS = 64
 _MAX_SWEEPS = 1000
-# Rows whose (G x G) Gram matrices are built at once: about 4M numbers.
+# Rows fitted at once: their Gram matrices (or, with more features than samples, residuals) hold about 4M numbers.
 _GRAM_BUDGET = 2**22
 
 
@@ -38,44 +38,74 @@ def lime_coalitions(key: Array, num_groups: int, samples: int) -> Array:
     return jax.random.bernoulli(key, 0.5, (samples, num_groups))
 
 
-def _lasso(gram: Array, moment: Array, alpha: float) -> Array:
-    """`argmin_beta 1/2 beta^T Q beta - q^T beta + alpha |beta|_1` for a batch of rows, by cyclic coordinate
-    descent (scikit-learn's algorithm, run to convergence): `gram` `(R, G, G)`, `moment` `(R, G)` -> `(R, G)`.
+def _soft(rho: Array, alpha: Array, scale: Array) -> Array:
+    """The coordinate minimiser `soft_threshold(rho, alpha) / scale` (0 where the coordinate never varies)."""
+    safe = jnp.where(scale > 0, scale, 1.0)
+    return jnp.where(scale > 0, jnp.sign(rho) * jnp.maximum(jnp.abs(rho) - alpha, 0.0) / safe, 0.0)
 
-    With `Q`, `q` the weighted, centred second moments of the design and targets, this is scikit-learn's
-    `Lasso(alpha).fit(Z, y, sample_weight=w)` (weights normalised to sum 1, intercept fitted).
-    """
-    rows, g = moment.shape
+
+def _descend(coordinate, refresh, beta0: Array, tol: Array) -> Array:
+    """Cyclic coordinate descent: sweeps of `coordinate(j, (beta, aux, moved))` over every `j`, `aux` recomputed
+    by `refresh(beta)` before each sweep (running updates would accumulate rounding), until no coefficient of any
+    row moved by more than `tol` times the row's largest, or `_MAX_SWEEPS`."""
+    rows, g = beta0.shape
+
+    def sweep(state):
+        beta, _, sweeps = state
+        zeros = jnp.zeros((rows,), beta.dtype)
+        beta, _, moved = lax.fori_loop(0, g, coordinate, (beta, refresh(beta), zeros))
+        return beta, moved, sweeps + 1
+
+    def unconverged(state):
+        beta, moved, sweeps = state
+        return (sweeps < _MAX_SWEEPS) & jnp.any(moved > tol * jnp.max(jnp.abs(beta), axis=1))
+
+    state = (beta0, jnp.full((rows,), jnp.inf, beta0.dtype), jnp.zeros((), jnp.int32))
+    return lax.while_loop(unconverged, sweep, state)[0]
+
+
+def _lasso_gram(gram: Array, moment: Array, alpha: float) -> Array:
+    """`argmin_beta 1/2 beta^T Q beta - q^T beta + alpha |beta|_1` for a batch of rows, from the Gram matrices:
+    `gram` `(R, G, G)`, `moment` `(R, G)` -> `(R, G)`. Each coordinate step costs `O(G)` per row."""
     diag = jnp.diagonal(gram, axis1=1, axis2=2)
-    safe = jnp.where(diag > 0, diag, 1.0)
     alpha = jnp.asarray(alpha, moment.dtype)
-    tol = _TOL_EPS * jnp.finfo(moment.dtype).eps
 
     def coordinate(j, carry):
         beta, qbeta, moved = carry
         old = beta[:, j]
-        rho = moment[:, j] - qbeta[:, j] + diag[:, j] * old
-        new = jnp.where(diag[:, j] > 0, jnp.sign(rho) * jnp.maximum(jnp.abs(rho) - alpha, 0.0) / safe[:, j], 0.0)
+        new = _soft(moment[:, j] - qbeta[:, j] + diag[:, j] * old, alpha, diag[:, j])
         step = new - old
         qbeta = qbeta + step[:, None] * gram[:, j, :]  # Q is symmetric: row j is column j
         return beta.at[:, j].set(new), qbeta, jnp.maximum(moved, jnp.abs(step))
 
-    def sweep(state):
-        beta, _, _, sweeps = state
-        # Q beta afresh each sweep: the running updates within a sweep would otherwise accumulate rounding.
-        qbeta = jnp.einsum("rgh,rh->rg", gram, beta, precision=lax.Precision.HIGHEST)
-        zeros = jnp.zeros((rows,), moment.dtype)
-        beta, qbeta, moved = lax.fori_loop(0, g, coordinate, (beta, qbeta, zeros))
-        return beta, qbeta, moved, sweeps + 1
+    def refresh(beta):
+        return jnp.einsum("rgh,rh->rg", gram, beta, precision=lax.Precision.HIGHEST)
 
-    def unconverged(state):
-        beta, _, moved, sweeps = state
-        scale = jnp.max(jnp.abs(beta), axis=1)
-        return (sweeps < _MAX_SWEEPS) & jnp.any(moved > tol * scale)
+    return _descend(coordinate, refresh, jnp.zeros_like(moment), _TOL_EPS * jnp.finfo(moment.dtype).eps)
 
-    start = jnp.zeros((rows, g), moment.dtype)
-    state = (start, start, jnp.full((rows,), jnp.inf, moment.dtype), jnp.zeros((), jnp.int32))
-    return lax.while_loop(unconverged, sweep, state)[0]
+
+def _lasso_samples(z: Array, weights: Array, targets: Array, mean_z: Array, alpha: float) -> Array:
+    """The same Lasso from the samples, for more features than samples: binary design `z` `(K, G)` shared by the
+    rows, `weights` `(R, K)` summing to 1, centred `targets` `(R, K)`, weighted means `mean_z` `(R, G)`. Each
+    coordinate step costs `O(K)` per row and no `G x G` matrix is built."""
+    diag = mean_z - mean_z**2  # the weighted variance of a binary column
+    alpha = jnp.asarray(alpha, targets.dtype)
+    hi = lax.Precision.HIGHEST
+
+    def coordinate(j, carry):
+        beta, resid, moved = carry  # resid = targets - (z - mean_z) beta
+        old = beta[:, j]
+        # sum_k w (z_kj - mu_j) r_k = sum_k w z_kj r_k: the weighted residual sums to zero.
+        new = _soft(jnp.matmul(weights * resid, z[:, j], precision=hi) + diag[:, j] * old, alpha, diag[:, j])
+        step = new - old
+        resid = resid - step[:, None] * (z[None, :, j] - mean_z[:, j, None])
+        return beta.at[:, j].set(new), resid, jnp.maximum(moved, jnp.abs(step))
+
+    def refresh(beta):
+        fitted = jnp.matmul(beta, z.T, precision=hi) - jnp.sum(mean_z * beta, axis=1, keepdims=True)
+        return targets - fitted
+
+    return _descend(coordinate, refresh, jnp.zeros_like(mean_z), _TOL_EPS * jnp.finfo(targets.dtype).eps)
 
 
 def lime(
@@ -113,7 +143,8 @@ def lime(
       batch_size: evaluate at most this many perturbed copies (each over the whole batch) at once.
 
     Cost: `samples` forward passes over the batch, then per row a `G x G` Gram matrix from the samples
-    (`B * samples * G^2` multiply-adds) and coordinate descent to convergence.
+    (`B * samples * G^2` multiply-adds) and coordinate descent to convergence; with more groups than samples,
+    coordinate descent on the samples instead (`O(samples * G)` per sweep, no `G x G` matrix).
     Captum: `Lime(f).attribute(x, baselines=baseline, feature_mask=groups, n_samples=samples)`.
     """
     x = check_inputs(f, x, "lime")
@@ -159,13 +190,22 @@ def lime(
     mean_z = jnp.matmul(weights, z, precision=hi)  # (B, G)
     mean_y = jnp.sum(weights * values, axis=1)
     moment = jnp.matmul(weights * values, z, precision=hi) - mean_z * mean_y[:, None]
-    outer = (z[:, :, None] * z[:, None, :]).reshape(samples, g * g)
+    if g > samples:  # more features than samples: descend on the samples, never building G x G matrices
+        def fit(row):
+            w, mu, y, ybar = row
+            return _lasso_samples(z, w[None], (y - ybar)[None], mu[None], alpha)[0]
 
-    def fit(row):  # one row; lax.map vmaps it over `chunk` rows at a time, so `chunk` Gram matrices are alive
-        w, mu, q = row
-        gram = jnp.matmul(w, outer, precision=hi).reshape(g, g) - mu[:, None] * mu[None, :]
-        return _lasso(gram[None], q[None], alpha)[0]
+        rows = (weights, mean_z, values, mean_y)
+        chunk = max(1, _GRAM_BUDGET // (samples * g))
+    else:
+        outer = (z[:, :, None] * z[:, None, :]).reshape(samples, g * g)
 
-    chunk = max(1, _GRAM_BUDGET // (g * g))
-    coef = lax.map(fit, (weights, mean_z, moment), batch_size=min(chunk, x.shape[0]))
+        def fit(row):  # one row; lax.map vmaps it over `chunk` rows at a time, so `chunk` Gram matrices are alive
+            w, mu, q = row
+            gram = jnp.matmul(w, outer, precision=hi).reshape(g, g) - mu[:, None] * mu[None, :]
+            return _lasso_gram(gram[None], q[None], alpha)[0]
+
+        rows = (weights, mean_z, moment)
+        chunk = max(1, _GRAM_BUDGET // (g * g))
+    coef = lax.map(fit, rows, batch_size=min(chunk, x.shape[0]))
     return spread(coef, labels).astype(x.dtype)
