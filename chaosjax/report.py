@@ -5,8 +5,9 @@ column (one ``_report_<track>(frame, meta, figdir, ...)`` per track), writes the
 (PNG, plus SVG with ``formats=("png", "svg")``) and a ``DIR/report.md`` that shows them with tables of the
 numbers behind them. Figures are drawn on ``matplotlib.figure.Figure`` objects rendered by the Agg canvas, so
 no display is needed and pyplot's global state (a notebook's backend) is never touched. Every method has a
-fixed colour from the Okabe-Ito palette (``METHOD_COLORS``); other names (RFE baselines, your own methods)
-take Paul Tol's "muted" colours in sorted order and are drawn dashed. Method names are shown as in
+fixed colour (``METHOD_COLORS``: the Okabe-Ito palette, and for the perturbation family other colour-blind-safe
+colours with a marker of their own, ``METHOD_MARKERS``); other names (RFE baselines, your own methods) take Paul
+Tol's "muted" colours in sorted order and are drawn dashed. Method names are shown as in
 ``chaosjax.attribution.METHODS``.
 
 Bad input -- a directory without ``results.csv``, an empty or malformed table, an unknown track, missing
@@ -90,6 +91,7 @@ __all__ = [
     "EXTRA_COLORS",
     "MAX_EXAMPLES",
     "METHOD_COLORS",
+    "METHOD_MARKERS",
     "OKABE_ITO",
     "TRACKS",
     "Report",
@@ -114,6 +116,21 @@ METHOD_COLORS = {
     "gradient_shap": OKABE_ITO["orange"],
     "feature_ablation": OKABE_ITO["black"],
     "random_baseline": "#999999",
+    # The perturbation family: Paul Tol's high-contrast, vibrant and bright colours and a dark brown (none in
+    # EXTRA_COLORS), each with its own marker (METHOD_MARKERS): hue is never the only cue among sixteen methods.
+    "occlusion": "#997700",
+    "shapley_exact": "#004488",
+    "shapley_sampling": "#EE3377",
+    "kernel_shap": "#AA3377",
+    "lime": "#BBCC33",
+    "feature_permutation": "#8C510A",
+    "guided_backprop": "#555555",
+    "deeplift_shap": "#EE7733",
+}
+#: Markers of the perturbation family's lines (the other methods: round markers; other names: squares).
+METHOD_MARKERS = {
+    "occlusion": "D", "shapley_exact": "^", "shapley_sampling": "v", "kernel_shap": "<", "lime": ">",
+    "feature_permutation": "P", "guided_backprop": "X", "deeplift_shap": "*",
 }
 #: Colours of other names (baselines, user methods), in their sorted order: Paul Tol's colour-blind-safe "muted".
 EXTRA_COLORS = ("#332288", "#44AA99", "#882255", "#DDCC77", "#117733", "#88CCEE", "#CC6677", "#999933", "#AA4499")
@@ -158,9 +175,10 @@ def method_colors(names: Iterable[str]) -> dict[str, str]:
 
 
 def _style(name: str) -> dict[str, Any]:
-    """Line style: methods solid with round markers, other names (baselines) dashed with squares."""
+    """Line style: methods solid with round markers (the perturbation family its own markers), other names
+    (baselines) dashed with squares."""
     if name in METHODS:
-        return {"linestyle": "-", "marker": "o"}
+        return {"linestyle": "-", "marker": METHOD_MARKERS.get(name, "o")}
     return {"linestyle": "--", "marker": "s"}
 
 

@@ -197,7 +197,7 @@ def _method_fn(model: Functional, name: str, options: tuple):
         extra = {}
         if name in attribution.NEEDS_KEY:
             extra["key"] = key
-        if name == "gradient_shap":
+        if name in attribution.NEEDS_BASELINES:
             extra["baselines"] = refs
         return fn(f, x, **kwargs, **extra)
 
@@ -296,7 +296,8 @@ _TRACES: dict[str, int] = {"eliminate": 0}
 
 
 #: Methods that sum over draws (path points, noisy copies, ablated groups): `eliminate` chunks them.
-DRAW_METHODS = ("integrated_gradients", "smoothgrad", "gradient_shap", "feature_ablation")
+DRAW_METHODS = ("integrated_gradients", "smoothgrad", "gradient_shap", "feature_ablation", "occlusion",
+                "shapley_exact", "shapley_sampling", "kernel_shap", "lime", "feature_permutation", "deeplift_shap")
 
 
 def draw_batch_size(backend: str | None = None) -> int:

@@ -196,6 +196,14 @@ def _all_methods(f, x, key, batch_size=None):
         "gradient_shap": A.gradient_shap(f, x, key=key, baselines=b, samples=5, **chunk),
         "feature_ablation": A.feature_ablation(f, x, **chunk),
         "random_baseline": A.random_baseline(f, x, key=key),
+        "occlusion": A.occlusion(f, x, window=2, strides=1, **chunk),
+        "shapley_exact": A.shapley_exact(f, x, **chunk),
+        "shapley_sampling": A.shapley_sampling(f, x, key=key, permutations=3, **chunk),
+        "kernel_shap": A.kernel_shap(f, x, key=key, samples=9, **chunk),
+        "lime": A.lime(f, x, key=key, samples=9, **chunk),
+        "feature_permutation": A.feature_permutation(f, x, key=key, **chunk),
+        "guided_backprop": A.guided_backprop(f, x),
+        "deeplift_shap": A.deeplift_shap(f, x, baselines=b, **chunk),
     }
 
 
@@ -209,8 +217,17 @@ def test_registry_covers_every_method():
         "gradient_shap",
         "feature_ablation",
         "random_baseline",
+        "occlusion",
+        "shapley_exact",
+        "shapley_sampling",
+        "kernel_shap",
+        "lime",
+        "feature_permutation",
+        "guided_backprop",
+        "deeplift_shap",
     }
     assert A.NEEDS_KEY <= set(A.METHODS)
+    assert A.NEEDS_BASELINES <= set(A.METHODS) and A.TAKES_GROUPS <= set(A.METHODS)
 
 
 def test_jit_matches_eager_and_chunking_matches_unchunked(getkey):

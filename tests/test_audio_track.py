@@ -17,7 +17,7 @@ FAST = dict(source="synthetic", models=("tcn",), steps=3, batch_size=8, n_val=16
 @pytest.mark.parametrize("field, value, message", [
     ("conditions", ("RBFP", "XXFP"), "conditions"),
     ("models", ("gru",), "models"),
-    ("methods", ("lime",), "methods"),
+    ("methods", ("gradcam",), "methods"),
     ("preset", "huge", "preset"),
     ("sample_rate", 44100, "sample_rate"),
     ("source", "flite", "source"),

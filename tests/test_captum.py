@@ -234,3 +234,159 @@ def test_deeplift_agrees_on_a_relu_max_pool_cnn_with_a_non_constant_baseline(res
     ours_delta = np.asarray(jnp.sum(ours, axis=(1, 2, 3)) - (f(jnp.asarray(data)) - f(jnp.asarray(baseline))))
     np.testing.assert_allclose(ours_delta, delta.detach().numpy(), rtol=1e-3, atol=1e-5)
     assert np.abs(ours_delta).max() > 1e-3
+
+
+# ------------------------------------------------------------------- the perturbation family
+
+
+def _agree_tight(ours, theirs, rtol=1e-5):
+    """Agreement to `rtol` of the larger magnitude (float32 sums of many model outputs)."""
+    ours = np.asarray(ours, np.float64)
+    theirs = (theirs.detach().numpy() if hasattr(theirs, "detach") else np.asarray(theirs)).astype(np.float64)
+    assert ours.shape == theirs.shape
+    np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=rtol * max(np.abs(theirs).max(), 1e-12))
+
+
+def _cnn_pair(seed):
+    model = _torch_cnn(seed=seed)
+    params = _jax_cnn_params(model)
+    return model, (lambda x: cnn_apply(params, x)[:, 0])
+
+
+@pytest.mark.parametrize(
+    "window, strides", [((3, 3, 3), (3, 2, 2)), ((1, 4, 4), (1, 4, 4)), ((2, 5, 3), (1, 2, 3))]
+)
+def test_occlusion_agrees_on_an_image_cnn(window, strides):
+    model, f = _cnn_pair(seed=6)
+    data = np.random.default_rng(3).normal(size=(3, 3, 8, 8)).astype(np.float32)
+    theirs = captum_attr.Occlusion(model).attribute(
+        torch.tensor(data), sliding_window_shapes=window, strides=strides, target=0, baselines=0.1
+    )
+    _agree_tight(A.occlusion(f, jnp.asarray(data), window=window, strides=strides, baseline=0.1), theirs)
+
+
+@pytest.mark.parametrize("window, strides", [((3,), (2,)), ((1,), (1,)), ((4,), (3,)), ((10,), (1,))])
+def test_occlusion_agrees_on_tabular_rows(data, window, strides):
+    model = _torch_mlp((10, 24, 1), "tanh", seed=7)
+    f = mlp_fn(_jax_mlp_params(model), "tanh")
+    theirs = captum_attr.Occlusion(model).attribute(
+        torch.tensor(data), sliding_window_shapes=window, strides=strides, target=0, baselines=0.5
+    )
+    _agree_tight(A.occlusion(f, jnp.asarray(data), window=window, strides=strides, baseline=0.5), theirs)
+
+
+@pytest.mark.parametrize("groups", [np.array([0, 0, 1, 1, 1, 2, 3, 3, 4, 5]), None])
+def test_shapley_exact_agrees_with_shapley_values(data, groups):
+    # Captum walks all G! orders (720 for 6 groups); chaosjax enumerates the 2^G coalitions.
+    model = _torch_mlp((10, 24, 1) if groups is not None else (6, 24, 1), "tanh", seed=8)
+    f = mlp_fn(_jax_mlp_params(model), "tanh")
+    x = data if groups is not None else data[:, :6]
+    mask = None if groups is None else torch.tensor(groups)[None]
+    theirs = captum_attr.ShapleyValues(model).attribute(
+        torch.tensor(x), target=0, baselines=0.25, feature_mask=mask, perturbations_per_eval=16
+    )
+    _agree_tight(A.shapley_exact(f, jnp.asarray(x), groups=groups, baseline=0.25), theirs)
+
+
+def test_shapley_sampling_agrees_on_the_same_orders(data, monkeypatch):
+    # Captum draws its orders with torch.randperm; given chaosjax's orders, the estimates must agree.
+    model = _torch_mlp((10, 24, 1), "relu", seed=9)
+    f = mlp_fn(_jax_mlp_params(model), "relu")
+    groups = np.array([0, 0, 1, 1, 1, 2, 3, 3, 4, 4])
+    key = jax.random.key(5)
+    for antithetic in (False, True):
+        orders = np.asarray(A.shapley_permutations(key, 5, 7, antithetic=antithetic))
+        svs = captum_attr.ShapleyValueSampling(model)
+        monkeypatch.setattr(svs, "permutation_generator", lambda num_features, num_samples: iter(orders.tolist()))
+        theirs = svs.attribute(
+            torch.tensor(data), target=0, baselines=0.1, feature_mask=torch.tensor(groups)[None], n_samples=7
+        )
+        ours = A.shapley_sampling(
+            f, jnp.asarray(data), key=key, permutations=7, groups=groups, baseline=0.1, antithetic=antithetic
+        )
+        _agree_tight(ours, theirs)
+
+
+@pytest.mark.filterwarnings("ignore:Objective did not converge")  # scikit-learn's float32 duality gap
+def test_lime_agrees_with_captum_defaults_on_the_same_samples(data):
+    # Captum's default Lime: Bernoulli(1/2) interpretable samples, exp(-d^2 / 2) on the cosine distance in
+    # input space, and SkLearnLasso(alpha=0.01). Given chaosjax's samples (a perturb_func generator, which
+    # Captum restarts for every row) and the same Lasso run to convergence, the coefficients agree.
+    from captum._utils.models.linear_model import SkLearnLasso
+
+    model = _torch_mlp((10, 24, 1), "tanh", seed=10)
+    f = mlp_fn(_jax_mlp_params(model), "tanh")
+    groups = np.array([0, 0, 1, 1, 1, 2, 3, 3, 4, 5])
+    key = jax.random.key(6)
+    samples = 60
+    present = np.asarray(A.lime_coalitions(key, 6, samples)).astype(np.int64)
+    x = data[:6] * 3.0  # larger outputs, so that the Lasso keeps several coefficients
+
+    def perturb(original, **kwargs):
+        for row in present:
+            yield torch.tensor(row)[None]
+
+    for alpha, width in ((0.01, 1.0), (0.002, 0.5)):
+        lime = captum_attr.Lime(
+            model, interpretable_model=SkLearnLasso(alpha=alpha, tol=1e-12, max_iter=100_000), perturb_func=perturb,
+            similarity_func=captum_attr._core.lime.get_exp_kernel_similarity_function("cosine", width),
+        )
+        theirs = lime.attribute(torch.tensor(x), target=0, feature_mask=torch.tensor(groups)[None],
+                                n_samples=samples, baselines=0.2)
+        ours = A.lime(f, jnp.asarray(x), key=key, samples=samples, groups=groups, kernel_width=width, alpha=alpha,
+                      baseline=0.2)
+        assert np.count_nonzero(np.asarray(ours)) > x.size // 3  # the comparison is not one of zeros
+        _agree_tight(ours, theirs, rtol=1e-4)  # scikit-learn solves in float64, chaosjax in float32
+
+    # More interpretable features (10) than samples (8): chaosjax descends on the samples, no 10 x 10 matrices.
+    present = np.asarray(A.lime_coalitions(key, 10, 8)).astype(np.int64)
+    lime = captum_attr.Lime(model, interpretable_model=SkLearnLasso(alpha=0.005, tol=1e-12, max_iter=100_000),
+                            perturb_func=perturb)
+    theirs = lime.attribute(torch.tensor(x), target=0, n_samples=8, baselines=0.2)
+    ours = A.lime(f, jnp.asarray(x), key=key, samples=8, alpha=0.005, baseline=0.2)
+    assert np.count_nonzero(np.asarray(ours)) > x.size // 4
+    _agree_tight(ours, theirs, rtol=1e-4)
+
+
+def test_feature_permutation_agrees_on_the_same_orders(data):
+    model = _torch_mlp((10, 24, 1), "tanh", seed=11)
+    f = mlp_fn(_jax_mlp_params(model), "tanh")
+    groups = np.array([0, 0, 1, 1, 1, 2, 3, 3, 4, 4])
+    key = jax.random.key(7)
+    orders = dict(enumerate(np.asarray(A.batch_permutations(key, 5, data.shape[0]))))
+
+    def perm_func(x, mask):  # Captum passes one group's mask at a time
+        group = int(np.unique(groups[mask[0].numpy().astype(bool).reshape(-1)])[0])
+        return x[torch.tensor(orders[group])] * mask.to(x.dtype) + x * mask.bitwise_not().to(x.dtype)
+
+    theirs = captum_attr.FeaturePermutation(model, perm_func=perm_func).attribute(
+        torch.tensor(data), target=0, feature_mask=torch.tensor(groups)[None]
+    )
+    _agree_tight(A.feature_permutation(f, jnp.asarray(data), key=key, groups=groups), theirs)
+
+
+def test_guided_backprop_agrees_on_a_relu_cnn():
+    model, f = _cnn_pair(seed=12)
+    data = np.random.default_rng(4).normal(size=(4, 3, 8, 8)).astype(np.float32)
+    theirs = captum_attr.GuidedBackprop(model).attribute(torch.tensor(data), target=0)
+    ours = A.guided_backprop(f, jnp.asarray(data))
+    _agree_tight(ours, theirs)
+    # Not the plain gradient: negative gradients were stopped at the ReLUs.
+    assert not np.allclose(ours, A.saliency(f, jnp.asarray(data), absolute=False), atol=1e-4)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_deeplift_shap_agrees_on_mlps(data, activation):
+    model = _torch_mlp((10, 24, 24, 1), activation, seed=13)
+    f = mlp_fn(_jax_mlp_params(model), activation)
+    refs = np.random.default_rng(5).normal(size=(5, 10)).astype(np.float32)
+    theirs = captum_attr.DeepLiftShap(model).attribute(torch.tensor(data), baselines=torch.tensor(refs), target=0)
+    _agree_tight(A.deeplift_shap(f, jnp.asarray(data), baselines=refs), theirs)
+
+
+def test_deeplift_shap_agrees_on_a_cnn():
+    model, f = _cnn_pair(seed=14)
+    data = np.random.default_rng(6).normal(size=(3, 3, 8, 8)).astype(np.float32)
+    refs = 0.3 * np.random.default_rng(7).normal(size=(4, 3, 8, 8)).astype(np.float32)
+    theirs = captum_attr.DeepLiftShap(model).attribute(torch.tensor(data), baselines=torch.tensor(refs), target=0)
+    _agree_tight(A.deeplift_shap(f, jnp.asarray(data), baselines=refs, batch_size=3), theirs)

@@ -102,7 +102,7 @@ def test_combine_each_sweeps_one_axis_at_a_time_and_runs_shared_settings_once():
         ({"symbolic": {"formulas": []}}, "empty grid"),
         ({"symbolic": {"noise": []}}, "empty grid"),
         ({"symbolic": {"seeds": ["a"]}}, "seeds"),
-        ({"symbolic": {"methods": ["lime"]}}, "methods"),
+        ({"symbolic": {"methods": ["gradcam"]}}, "methods"),
         ({"symbolic": {"protocol": ["paper", "corrected"]}}, "protocol"),
         ({"sweep": {"workers": 3}, "symbolic": {}}, "workers"),
         ({"symbolic": {"noise": [-1]}}, "noise"),

@@ -83,7 +83,7 @@ def test_mean_ci():
         (["--formulas", "0-15"], "out of range"),
         (["--noise", "-1"], "noise"),
         (["--n", "2"], "n"),
-        (["--methods", "saliency,lime"], "methods"),
+        (["--methods", "saliency,gradcam"], "methods"),
         (["--optimizer", "lbfgs"], "optimizer"),
         (["--sweep", "temperature=1,2"], "axis"),
         (["--sweep", "depth=two"], "depth"),

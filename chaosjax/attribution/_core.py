@@ -90,6 +90,47 @@ def broadcast_baseline(baseline: Any, x: Array, method: str, name: str = "baseli
     return jnp.broadcast_to(b, x.shape)
 
 
+def group_labels(groups: Any, sample_shape: tuple[int, ...], method: str) -> tuple[np.ndarray, int]:
+    """`groups` checked and relabelled to `0..G-1` (in sorted order of the labels): a concrete int32 array shaped like
+    one sample, and the number of groups `G`.
+
+    `None` makes every feature its own group. Labels need not be contiguous: only labels that occur are
+    groups, so an unused label costs no model evaluation. `groups` must be concrete (numpy, or a jnp array
+    built outside `jit`): it fixes how many perturbations are evaluated.
+    """
+    size = int(np.prod(sample_shape))
+    if groups is None:
+        return np.arange(size, dtype=np.int32).reshape(sample_shape), size
+    if isinstance(groups, jax.core.Tracer):
+        raise TypeError(
+            f"{method}: `groups` must be a concrete array (numpy or a jnp array built outside jit): "
+            "the number of groups sets the number of model evaluations"
+        )
+    labels = np.asarray(groups)
+    if labels.shape != tuple(sample_shape):
+        raise ValueError(
+            f"{method}: `groups` must be shaped like one sample {tuple(sample_shape)} (x.shape[1:]), "
+            f"got {labels.shape}"
+        )
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{method}: `groups` must hold integer group labels, got dtype {labels.dtype}")
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"{method}: `groups` labels must be >= 0")
+    unique, inverse = np.unique(labels, return_inverse=True)
+    return inverse.reshape(sample_shape).astype(np.int32), int(unique.size)
+
+
+def spread(values: Array, labels: np.ndarray) -> Array:
+    """Per-group values `(B, G)` spread onto the features `(B, *S)`: each feature gets its group's value."""
+    return jnp.take(values, jnp.asarray(labels), axis=1)
+
+
+def solve_dtype(dtype: Any) -> Any:
+    """The dtype of a method's linear algebra: at least float32 (bfloat16 and float16 have no solvers, and
+    coalition statistics need the precision), float64 when the input is."""
+    return jnp.promote_types(dtype, jnp.float32)
+
+
 def gradient(f: BatchFn, x: Array) -> Array:
     """Per-sample gradients of `f` at `x`: samples do not interact, so the gradient of the sum is
     each sample's own gradient. One forward and one backward pass."""
@@ -125,6 +166,19 @@ def sum_over_draws(draw: Callable[[Array], Any], num_draws: int, batch_size: int
     total0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), template)
     total, _ = jax.lax.scan(body, total0, chunks)
     return total
+
+
+def map_over_draws(draw: Callable[[Array], Any], num_draws: int, batch_size: int | None) -> Any:
+    """`[draw(k) for k in range(num_draws)]` stacked on a leading axis, at most `batch_size` draws at once.
+
+    For methods that need every draw's value (a regression over perturbations), not just their sum: the
+    stacked outputs must be small (one scalar per row per draw), while each draw's inputs (a perturbed copy
+    of the batch) are only alive `batch_size` at a time.
+    """
+    ks = jnp.arange(num_draws)
+    if batch_size is None or batch_size >= num_draws:
+        return jax.vmap(draw)(ks)
+    return jax.lax.map(draw, ks, batch_size=batch_size)
 
 
 def target(apply_fn: Callable[[Array], Array], target: Any) -> BatchFn:

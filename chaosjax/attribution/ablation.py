@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-import jax
 import jax.numpy as jnp
 
 from chaosjax.attribution._core import (
@@ -12,28 +10,9 @@ from chaosjax.attribution._core import (
     broadcast_baseline,
     check_batch_size,
     check_inputs,
+    group_labels,
     sum_over_draws,
 )
-
-
-def _group_labels(groups, sample_shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
-    """Validates `groups` and returns it as a concrete int array plus the number of groups."""
-    if isinstance(groups, jax.core.Tracer):
-        raise TypeError(
-            "feature_ablation: `groups` must be a concrete array (numpy or a jnp array built outside jit): "
-            "the number of groups sets the number of model evaluations"
-        )
-    labels = np.asarray(groups)
-    if labels.shape != sample_shape:
-        raise ValueError(
-            f"feature_ablation: `groups` must be shaped like one sample {sample_shape} (x.shape[1:]), "
-            f"got {labels.shape}"
-        )
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"feature_ablation: `groups` must hold integer group labels, got dtype {labels.dtype}")
-    if labels.size and labels.min() < 0:
-        raise ValueError("feature_ablation: `groups` labels must be >= 0")
-    return labels, int(labels.max()) + 1 if labels.size else 0
 
 
 def feature_ablation(
@@ -54,7 +33,7 @@ def feature_ablation(
       x: the inputs `(B, *S)`.
       baseline: the replacement value: a scalar, one sample `S`, or one per sample `(B, *S)`.
       groups: int array shaped `S` labelling groups `0..G-1` (patches of an image, channels of a clip).
-        Must be concrete (it fixes the number of evaluations). Labels with no feature are skipped.
+        Must be concrete (it fixes the number of evaluations); only labels that occur are evaluated.
       batch_size: evaluate at most this many ablated copies (each over the whole batch) at once.
 
     Cost: `G + 1` forward passes over the batch, no backward pass.
@@ -63,10 +42,7 @@ def feature_ablation(
     x = check_inputs(f, x, "feature_ablation")
     batch_size = check_batch_size(batch_size, "feature_ablation")
     sample_shape = tuple(x.shape[1:])
-    if groups is None:
-        labels, num_groups = np.arange(int(np.prod(sample_shape))).reshape(sample_shape), int(np.prod(sample_shape))
-    else:
-        labels, num_groups = _group_labels(groups, sample_shape)
+    labels, num_groups = group_labels(groups, sample_shape, "feature_ablation")
     b = broadcast_baseline(baseline, x, "feature_ablation")
     if num_groups == 0:
         return jnp.zeros_like(x)

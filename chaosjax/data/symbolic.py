@@ -531,6 +531,10 @@ def _sample(key, x_std, y_std, *, f: Formula, noise_features: int, n: int, width
 
 #: Methods :func:`ground_truth` knows. ``input_x_gradient`` and ``deeplift`` are aliases (see there).
 GROUND_TRUTH_METHODS = ("saliency", "integrated_gradients", "feature_ablation", "input_x_gradient", "deeplift")
+#: The perturbation family's truths (``docs/ground_truth.md``): exact Shapley values, occlusion, permutation.
+GROUND_TRUTH_METHODS += ("shapley", "occlusion", "feature_permutation")
+#: Most variables ``"shapley"`` enumerates the ``2^m`` coalitions of.
+SHAPLEY_MAX_VARIABLES = 16
 
 # Gauss-Legendre nodes for the exact IG integral under "corrected": the formulas are analytic on the path, so 64
 # nodes reach float64 round-off, far below float32 tolerance.
@@ -542,6 +546,24 @@ def _grad(f: Formula, z: jax.Array) -> jax.Array:
     return jax.grad(lambda u: jnp.sum(f(u)))(z)
 
 
+def _shapley(f: Formula, z: jax.Array, b: jax.Array) -> jax.Array:
+    """Exact Shapley values ``(n, m)`` of ``f`` at rows ``z`` against baselines ``b`` (both ``(n, m)``): the
+    ``2^m`` coalition values times their signed weights, ``(|S|-1)! (m-|S|)! / m!`` for a member, ``-|S|! (m-|S|-1)!
+    / m!`` for a non-member."""
+    m = z.shape[1]
+    present = (np.arange(2**m)[:, None] >> np.arange(m)[None, :]) & 1  # (C, m)
+    size = present.sum(axis=1)
+    w = np.array([math.factorial(s) * math.factorial(m - s - 1) / math.factorial(m) for s in range(m)] + [0.0])
+    coef = np.where(present == 1, w[np.maximum(size - 1, 0)][:, None], -w[size][:, None])  # (C, m)
+    mask = jnp.asarray(present == 1)
+
+    def value(keep):
+        return f(jnp.where(keep[None, :], z, b))
+
+    values = jax.lax.map(value, mask, batch_size=min(256, 2**m))  # (C, n)
+    return jnp.matmul(values.T, jnp.asarray(coef, z.dtype), precision=jax.lax.Precision.HIGHEST)
+
+
 def ground_truth(
     formula: Formula,
     x: jax.Array,
@@ -550,6 +572,7 @@ def ground_truth(
     steps: int = 20,
     protocol: str = "paper",
     baseline: float | jax.Array = 0.0,
+    background: jax.Array | None = None,
 ) -> jax.Array:
     """The true function's own attribution for each row of ``x``.
 
@@ -570,6 +593,15 @@ def ground_truth(
       elementwise nonlinearity, ``chaosjax.attribution.deeplift``) run on the formula's own JAX function, so a
       model that computes ``f`` as the formula does scores 1. DeepLIFT depends on how a function is computed, not
       only on its values: on the formula's graph products of two variables (``a*c``) pass their plain gradient.
+    - ``"shapley"``: the exact Shapley values of ``f`` over its ``m`` variables, a variable absent from a coalition
+      taking its baseline value: ``g_j = sum_{S not containing j} |S|! (m-|S|-1)! / m! [f(x_{S+j}, b) - f(x_S, b)]``
+      (all ``2^m`` coalitions; ``m <= 16``). Efficient: ``sum_j g_j = f(x) - f(b)``. With ``background`` (rows
+      ``(K, W)``), the mean over its rows used as baselines (the Shapley values DeepLIFT-SHAP approximates).
+    - ``"occlusion"``: single-column occlusion, the symbolic track's (a table's column order carries no
+      meaning, so its windows are one column wide): the ablation difference, as ``"feature_ablation"``.
+    - ``"feature_permutation"``: the expectation over permutations of the permutation drop,
+      ``g_j = f(x) - mean_k f(x with x_j = background_kj)``; ``background`` defaults to the rows of ``x`` (the
+      batch a permutation shuffles).
 
     Columns ``j >= m`` (noise and padding) are zero. Only the formula's own columns are used, so the declared-but-
     unused column of the paper's ``f12`` gets zero truth; the protocol flag does not change the formula (pass
@@ -582,6 +614,8 @@ def ground_truth(
       steps: path steps ``S`` of the paper IG sum.
       protocol: ``"paper"`` or ``"corrected"``; changes ``"integrated_gradients"`` and ``"deeplift"``.
       baseline: scalar or array broadcastable to ``x`` (e.g. ``(W,)``).
+      background: ``(K, W)`` rows: the baselines ``"shapley"`` averages over, or the rows
+        ``"feature_permutation"`` draws from; unused by the other methods.
 
     Returns:
       Array shaped like ``x``.
@@ -608,13 +642,29 @@ def ground_truth(
 
     # Only the formula's m columns enter the compiled program, so tables that differ only in their noise
     # columns (a noise sweep) share it; the noise columns' truth is zero.
+    if method == "shapley" and m > SHAPLEY_MAX_VARIABLES:
+        raise ValueError(
+            f"method 'shapley' enumerates all 2^m coalitions; formula {f.text!r} has m={m} variables, more than "
+            f"{SHAPLEY_MAX_VARIABLES}"
+        )
+    if background is not None:
+        background = jnp.asarray(background, x.dtype)
+        if background.ndim != 2 or background.shape[0] < 1 or background.shape[1] < m:
+            raise ValueError(f"background must be rows (K, W) with K >= 1 and W >= m={m}, got shape "
+                             f"{background.shape}")
+        background = background[:, :m]
+    elif method == "feature_permutation":
+        background = x.reshape(-1, x.shape[-1])[:, :m]
+
     b = jnp.broadcast_to(jnp.asarray(baseline, x.dtype), x.shape)[..., :m]
-    g = _ground_truth(f, x[..., :m], b, method=method, steps=steps, protocol=protocol)
+    g = _ground_truth(f, x[..., :m], b, background if method in ("shapley", "feature_permutation") else None,
+                      method=method, steps=steps, protocol=protocol)
     return jnp.concatenate([g, jnp.zeros(g.shape[:-1] + (x.shape[-1] - m,), g.dtype)], axis=-1)
 
 
 @functools.partial(jax.jit, static_argnames=("f", "method", "steps", "protocol"))
-def _ground_truth(f: Formula, x: jax.Array, baseline: Any, *, method: str, steps: int, protocol: str) -> jax.Array:
+def _ground_truth(f: Formula, x: jax.Array, baseline: Any, background: Any = None, *, method: str, steps: int,
+                  protocol: str) -> jax.Array:
     # Arguments were validated by ground_truth; jit so an eager call is one compiled program.
     m = f.m
     b_full = jnp.broadcast_to(jnp.asarray(baseline, x.dtype), x.shape)
@@ -634,7 +684,19 @@ def _ground_truth(f: Formula, x: jax.Array, baseline: Any, *, method: str, steps
             g = z * g
         elif method == "deeplift":
             g = (z - b) * g
-    elif method == "feature_ablation":
+    elif method == "shapley":
+        if background is None:
+            g = _shapley(f, z, b)
+        else:  # one baseline per background row, averaged: a sequential map keeps one row's coalitions alive
+            g = jnp.mean(jax.lax.map(lambda row: _shapley(f, z, jnp.broadcast_to(row, z.shape)), background), axis=0)
+    elif method == "feature_permutation":
+        eye = jnp.eye(m, dtype=bool)
+
+        def replaced(row):  # (n, j, m): every row with column j set to this background row's value
+            return f(jnp.where(eye[None, :, :], row[None, None, :], z[:, None, :]))
+
+        g = f(z)[:, None] - jnp.mean(jax.lax.map(replaced, background, batch_size=16), axis=0)
+    elif method in ("feature_ablation", "occlusion"):
         eye = jnp.eye(m, dtype=bool)
         # (n, j, m): row i with column j replaced by its baseline
         ablated = jnp.where(eye[None, :, :], b[:, None, :], z[:, None, :])

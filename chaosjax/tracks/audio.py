@@ -186,9 +186,25 @@ def _val_clips(gen, key, code, *, n):
     return gen.batch(key, jnp.arange(n), code)
 
 
+#: Perturbation budgets per batch of attributed clips; the channels are the players (feature groups).
+PERTURBATION_SAMPLES = 64  # kernel_shap and lime coalitions (of 2^10 - 2 for ten channels)
+SHAPLEY_PERMUTATIONS = 8  # shapley_sampling orders (four antithetic pairs): 8 * 9 + 2 passes
+PERTURBATION_CHUNK = 16  # coalitions evaluated at once when attribution_batch_size is None (exact: 1,024)
+
+
 def _method_options(config: AudioConfig, method: str) -> tuple:
     """Keyword options of `method` as a hashable tuple (a static argument of `_attribute`)."""
     chunk = config.attribution_batch_size
+    many = chunk or PERTURBATION_CHUNK  # methods with hundreds of perturbed copies of the clips
+    if method == "occlusion":  # a quarter of a channel's clip, sliding by an eighth: where in which channel
+        length = config.spec().length
+        return (("batch_size", many), ("strides", (1, max(1, length // 8))), ("window", (1, max(1, length // 4))))
+    if method in ("shapley_exact", "feature_permutation", "deeplift_shap"):
+        return (("batch_size", many),)
+    if method == "shapley_sampling":
+        return (("antithetic", True), ("batch_size", many), ("permutations", SHAPLEY_PERMUTATIONS))
+    if method in ("kernel_shap", "lime"):
+        return (("batch_size", many), ("samples", PERTURBATION_SAMPLES))
     if method == "integrated_gradients":
         return (("batch_size", chunk), ("steps", config.ig_steps))
     if method == "smoothgrad":
@@ -206,14 +222,14 @@ def _attribute(model, variables, x, keys, refs, *, method: str, options: tuple):
     mode; one compiled program per (model, method, shapes), shared by the conditions."""
     fn = attribution.METHODS[method]
     kwargs = dict(options)
-    if method == "feature_ablation":  # one group per channel; concrete, from the static shape
+    if method in attribution.TAKES_GROUPS:  # one group per channel; concrete, from the static shape
         kwargs["groups"] = np.repeat(np.arange(x.shape[1], dtype=np.int32)[:, None], x.shape[2], axis=1)
 
     def one(v, k):
         apply = lambda z: model.apply(v, z)  # noqa: E731  (inference mode: BatchNorm on running statistics)
         pred = jnp.argmax(apply(x), axis=1)
         extra = {"key": k} if method in attribution.NEEDS_KEY else {}
-        if method == "gradient_shap":
+        if method in attribution.NEEDS_BASELINES:
             extra["baselines"] = refs
         return fn(attribution.target(apply, pred), x, **kwargs, **extra)
 

@@ -365,7 +365,16 @@ def run(config: RFEConfig, *, out=None, overwrite: bool = False, progress: bool 
     activation = config.activation or ("gelu" if task == "regression" else "relu")
     width = datasets[0][1].problem.x_train.shape[1]
     model = mlp(width, depth=config.depth, width=config.width, activation=activation)
-    options = config.method_options()
+    options = {  # draws chunked by rfe.draw_batch_size()
+        **config.method_options(),
+        "occlusion": {"window": 1},  # single columns: a table's column order carries no meaning
+        "shapley_sampling": {"permutations": 2, "antithetic": True},  # 2 (W - 1) passes per round
+        "kernel_shap": {"samples": 2 * width},
+        "lime": {"samples": 2 * width},
+    }
+    if "shapley_exact" in config.methods and width > attribution.MAX_EXACT_GROUPS:
+        raise ValueError(f"methods: shapley_exact enumerates every coalition of the {width} columns (2^{width}); "
+                         f"its limit is {attribution.MAX_EXACT_GROUPS} columns. Use shapley_sampling or kernel_shap")
     bar = tqdm(total=len(config.methods) + len(baselines) * len(schedules) * len(datasets) + 1,
                disable=not progress, unit="step", dynamic_ncols=True)
     rows: list[dict[str, Any]] = []

@@ -41,7 +41,21 @@ TRUTH_FOR = {
     "integrated_gradients": "integrated_gradients",
     "gradient_shap": "integrated_gradients",
     "feature_ablation": "feature_ablation",
+    # The perturbation family (docs/ground_truth.md): each method's exact limit applied to the formula.
+    "occlusion": "occlusion",
+    "shapley_exact": "shapley",
+    "shapley_sampling": "shapley",
+    "kernel_shap": "shapley",
+    "lime": "shapley",  # LIME's ranking: its coefficients are scored like the Shapley values (scale-free metrics)
+    "feature_permutation": "feature_permutation",  # against all test rows, the batch the method permutes
+    "guided_backprop": "saliency",  # no ReLU in the formula or the GELU MLP: guided backprop is the gradient
+    "deeplift_shap": "shapley",  # averaged over the method's baselines
 }
+#: Perturbation budgets on the symbolic track (110 columns by default). Each draw is one forward pass of the grid
+#: over the test rows; these keep the new methods to about a third of the default run on 2 CPU cores.
+PERTURBATION_SAMPLES = 256  # kernel_shap and lime coalitions
+SHAPLEY_PERMUTATIONS = 2  # shapley_sampling orders: one antithetic pair, 2 * (W - 1) passes
+DEEPLIFT_SHAP_BASELINES = 16  # training rows DeepLIFT-SHAP averages over (the first of GradientSHAP's 64)
 #: Columns of `results.csv`, in order.
 COLUMNS = (
     "track", "formula", "formula_text", "m", "noise_features", "seed", "model", "method", "protocol",
@@ -91,7 +105,15 @@ class SymbolicConfig:
     time_passes: bool = False  # run each attribution program once more to time one pass (attr_run_seconds)
 
     def method_names(self) -> tuple[str, ...]:
-        return tuple(attribution.METHODS) if self.methods is None else tuple(self.methods)
+        """The methods to run. The default (`methods=None`) is every method of `chaosjax.attribution.METHODS`
+        that fits: `shapley_exact` only when the grid has at most `MAX_EXACT_GROUPS` (16) columns."""
+        if self.methods is not None:
+            return tuple(self.methods)
+        try:
+            fits = grid_width(self) <= attribution.MAX_EXACT_GROUPS
+        except (TypeError, ValueError):  # a malformed formula or noise count: `validate` names it
+            fits = False
+        return tuple(m for m in attribution.METHODS if m != "shapley_exact" or fits)
 
     def uniform_ig_steps(self) -> int:
         """IG steps behind the uniform score: `ig_steps_uniform` if given, else 20 under "paper" (the study scores
@@ -160,6 +182,14 @@ class SymbolicConfig:
             check_distinct(values, f"sweep {axis}")
         for setting in self.settings():
             setting._validate_setting(max(f.m for _, f in resolved))
+        if self.methods is not None and "shapley_exact" in self.methods:
+            widest = max(grid_width(setting) for setting in self.settings())
+            if widest > attribution.MAX_EXACT_GROUPS:
+                raise ValueError(
+                    f"methods: shapley_exact enumerates every coalition of the {widest} columns (2^{widest}); its "
+                    f"limit is {attribution.MAX_EXACT_GROUPS} columns (m + noise). Use fewer noise columns, or "
+                    "shapley_sampling or kernel_shap"
+                )
 
     def _validate_setting(self, m_max: int) -> None:
         from chaosjax.checks import check_finite_number
@@ -221,11 +251,17 @@ def _method_options(config: SymbolicConfig, method: str) -> dict[str, Any]:
                 "method_kwargs": (("absolute", not signed),)}
     if method == "gradient_shap":
         return {"samples": config.shap_samples, "batch_size": chunk}
-    if method == "feature_ablation":
+    if method in ("feature_ablation", "feature_permutation", "shapley_exact", "deeplift_shap"):
         return {"batch_size": chunk}
     if method == "deeplift":
         # paper: Captum's DeepLift, which has no GELU rule (input x gradient on the study's MLPs).
         return {"rescale": "captum" if config.protocol == "paper" else "all"}
+    if method == "occlusion":  # one column at a time: a table's column order carries no meaning
+        return {"window": 1, "strides": 1, "batch_size": chunk}
+    if method == "shapley_sampling":
+        return {"permutations": SHAPLEY_PERMUTATIONS, "antithetic": True, "batch_size": chunk}
+    if method in ("kernel_shap", "lime"):
+        return {"samples": PERTURBATION_SAMPLES, "batch_size": chunk}
     return {}
 
 
@@ -322,6 +358,8 @@ def _attribute_grid(apply_fn, params, x, refs, keys, *, method: str, options: tu
             extra["key"] = key
         if method == "gradient_shap":
             extra["baselines"] = rg
+        elif method == "deeplift_shap":
+            extra["baselines"] = rg[:DEEPLIFT_SHAP_BASELINES]
         return fn(f, xg, **kwargs, **extra)
 
     return _over_cells(one, params, x, refs, keys, cell_by_cell=cell_by_cell)
@@ -484,6 +522,7 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
     snapshots = place(trained.snapshots) if trained.snapshots is not None else None
     every = config.convergence_every if snapshots is not None else 0
     rows = []
+    truths: dict[str, jax.Array] = {}  # methods that share a truth compute it once
     for method in config.method_names():
         say(f"attribute: {method}")
         options = tuple(sorted(_method_options(config, method).items()))
@@ -498,7 +537,14 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
             uniform_attr = _attribute_grid(*args, method=method, options=uniform_options, cell_by_cell=one_at_a_time)
             jax.block_until_ready(uniform_attr)
         seconds = time.perf_counter() - start
-        truth = _truth(grid, TRUTH_FOR[method], config.protocol)
+        kind, background = TRUTH_FOR[method], None
+        if method == "deeplift_shap":  # the Shapley values against the baselines the method averaged over
+            kind, background = "shapley/background", grid.x_train[:, :DEEPLIFT_SHAP_BASELINES]
+        elif method == "feature_permutation":  # the expectation over permutations of the test rows
+            background = grid.x_test
+        if kind not in truths:
+            truths[kind] = _truth(grid, kind.split("/")[0], config.protocol, background)
+        truth = truths[kind]
 
         def score(a):
             return (np.where(dead, np.nan, s) for s in jax.device_get(
@@ -554,16 +600,18 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
     return rows
 
 
-def _truth(grid: Grid, method: str, protocol: str) -> jax.Array:
+def _truth(grid: Grid, method: str, protocol: str, background: jax.Array | None = None) -> jax.Array:
     """Each cell's ground truth on its test rows ``(cells, rows, W)``, computed on blocks of `_TRUTH_ROWS` rows
     (the last one padded with copies of the final row), so that one compiled program per (formula, method)
-    serves every row count: an `n` ablation compiles its ground truth once, not once per `n`."""
+    serves every row count: an `n` ablation compiles its ground truth once, not once per `n`. `background`
+    ``(cells, K, W)``: each cell's rows for the truths that average over rows (`ground_truth`'s `background`)."""
     cells, rows, width = grid.x_test.shape
     blocks = -(-rows // _TRUTH_ROWS)
     x = jnp.pad(grid.x_test, ((0, 0), (0, blocks * _TRUTH_ROWS - rows), (0, 0)), mode="edge")
     x = x.reshape(cells, blocks, _TRUTH_ROWS, width)
     return jnp.stack([
-        jnp.concatenate([data.ground_truth(cell.formula, x[g, b], method, steps=_TRUTH_STEPS, protocol=protocol)
+        jnp.concatenate([data.ground_truth(cell.formula, x[g, b], method, steps=_TRUTH_STEPS, protocol=protocol,
+                                           background=None if background is None else background[g])
                          for b in range(blocks)])[:rows]
         for g, cell in enumerate(grid.cells)
     ])

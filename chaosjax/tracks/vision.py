@@ -74,7 +74,11 @@ class VisionConfig:
     loop: str | None = None  # classify's training loop; None: scan on accelerators, python on CPU
 
     def method_names(self) -> tuple[str, ...]:
-        return tuple(attribution.METHODS) if self.methods is None else tuple(self.methods)
+        """The methods to run. The default (`methods=None`) is every method of `chaosjax.attribution.METHODS`
+        but `shapley_exact`, whose 2^49 coalitions of the 7 x 7 grid's cells cannot be enumerated."""
+        if self.methods is not None:
+            return tuple(self.methods)
+        return tuple(m for m in attribution.METHODS if m != "shapley_exact")
 
     @property
     def spec(self) -> V.VisionSpec:
@@ -97,6 +101,11 @@ class VisionConfig:
         if unknown or not self.method_names():
             raise ValueError(f"methods: unknown {unknown!r}; expected names from {', '.join(attribution.METHODS)}")
         check_distinct(self.method_names(), "methods")
+        if "shapley_exact" in self.method_names():
+            raise ValueError(
+                f"methods: shapley_exact enumerates every coalition of the grid's 49 cells (2^49); its limit is "
+                f"{attribution.MAX_EXACT_GROUPS} groups. Use shapley_sampling or kernel_shap"
+            )
         if self.preset not in V.PRESETS:
             raise ValueError(f"preset: unknown {self.preset!r}; expected one of {', '.join(V.PRESETS)}")
         kind, path = V.parse_source(self.source, "source", V.FOREGROUND_SOURCES)
@@ -158,6 +167,11 @@ def _batch_fn(train_size: int, batch_size: int):
     return batch_fn
 
 
+#: Perturbation budgets per validation canvas: the grid's 49 cells are the players (feature groups).
+PERTURBATION_SAMPLES = 128  # kernel_shap and lime coalitions
+SHAPLEY_PERMUTATIONS = 4  # shapley_sampling orders (two antithetic pairs): 4 * 48 + 2 passes
+
+
 def _method_options(config: VisionConfig, method: str) -> dict[str, Any]:
     if method == "integrated_gradients":
         return {"steps": config.ig_steps}
@@ -167,6 +181,13 @@ def _method_options(config: VisionConfig, method: str) -> dict[str, Any]:
         return {"samples": config.shap_samples}
     if method == "deeplift":  # paper: Captum's list of nonlinearities (ReLU -> max-pool: the pool's plain gradient)
         return {"rescale": "captum" if config.protocol == "paper" else "all"}
+    if method == "occlusion":  # the study's 8-px cell (at 56 px) as the window, sliding by half a cell
+        cell = config.spec.cell
+        return {"window": (cell, cell, 3), "strides": (max(1, cell // 2), max(1, cell // 2), 3)}
+    if method == "shapley_sampling":
+        return {"permutations": SHAPLEY_PERMUTATIONS, "antithetic": True}
+    if method in ("kernel_shap", "lime"):
+        return {"samples": PERTURBATION_SAMPLES}
     return {}
 
 
@@ -177,11 +198,24 @@ def _attribute(model, variables, x, baselines, keys, *, model_name=None, method,
     del model_name
     fn = attribution.METHODS[method]
     kwargs = dict(options)
-    if method == "feature_ablation":
-        kwargs["groups"] = V.grid_groups(spec)  # concrete numpy: fixes the 49 evaluations
+    if method in attribution.TAKES_GROUPS:
+        kwargs["groups"] = V.grid_groups(spec)  # concrete numpy: the 49 cells fix the number of evaluations
 
     def one_seed(v, key):
         apply = functools.partial(model.apply, v)
+
+        if method == "feature_permutation":  # permutes across samples: each chunk of samples is one batch
+            blocks = -(-x.shape[0] // chunk)
+            rows = jnp.arange(blocks * chunk) % x.shape[0]  # the last chunk wraps around to fill up
+
+            def one_block(args):
+                xb, i = args
+                pred = jnp.argmax(apply(xb), axis=1)
+                attr = fn(attribution.target(apply, pred), xb, key=jax.random.fold_in(key, i), **kwargs)
+                return attr, pred
+
+            attr, pred = jax.lax.map(one_block, (x[rows].reshape((blocks, chunk) + x.shape[1:]), jnp.arange(blocks)))
+            return attr.reshape((-1,) + x.shape[1:])[: x.shape[0]], pred.reshape(-1)[: x.shape[0]]
 
         def one_sample(args):
             xi, i = args
@@ -191,7 +225,7 @@ def _attribute(model, variables, x, baselines, keys, *, model_name=None, method,
             extra = {}
             if method in attribution.NEEDS_KEY:
                 extra["key"] = jax.random.fold_in(key, i)
-            if method == "gradient_shap":
+            if method in attribution.NEEDS_BASELINES:
                 extra["baselines"] = baselines
             return fn(f, xb, **kwargs, **extra)[0], pred[0]
 
