@@ -66,6 +66,8 @@ def main() -> int:
             calls.append({"program": label, "input": _where(pick_input(*args, **kwargs)), "output": _where(out)})
             return out
 
+        if hasattr(original, "lower"):  # a jitted program: its ahead-of-time API (memory analysis) stays available
+            wrapped.lower = original.lower
         setattr(module, name, wrapped)
 
     spy(sym, "fit_grid", "symbolic train", lambda apply, params, *a, **k: params)

@@ -29,7 +29,7 @@ def test_every_quirk_names_a_test_that_exists():
     assert len(set(ids)) == len(ids), f"repeated quirk ids: {ids}"
     for qid, cells in rows:
         assert len(cells) == 6, f"{qid}: expected 6 columns (id, quirk, the study, paper, corrected, test), got {cells}"
-        assert re.search(r"`[\w./-]+\.(py|csv):\d+", cells[2]), f"{qid}: the study's file:line is missing: {cells[2]}"
+        assert re.search(r"`[\w./-]+\.(py|csv):\d+|`[\w./-]+\.ipynb` cell \d+ l\.\d+", cells[2]), f"{qid}: the study's file:line is missing: {cells[2]}"
         match = re.fullmatch(r"`(tests/[\w/]+\.py)::(test_\w+)`", cells[5])
         assert match, f"{qid}: the test column must be `tests/file.py::test_name`, got {cells[5]!r}"
         path, name = ROOT / match.group(1), match.group(2)
