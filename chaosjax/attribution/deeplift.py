@@ -145,10 +145,8 @@ def _bind(eqn, values: Sequence[Any]) -> list[Any]:
     return list(out) if eqn.primitive.multiple_results else [out]
 
 
-def _sub_jaxpr(eqn):
-    """The body of a call-like primitive as (jaxpr, consts), or None."""
-    if eqn.primitive.name not in _CALLS:
-        return None
+def call_body(eqn):
+    """The body of a call-like equation (jit, custom_jvp_call, ...) as (jaxpr, consts), or None."""
     for key in ("jaxpr", "call_jaxpr", "fun_jaxpr"):
         body = eqn.params.get(key)
         if body is None:
@@ -158,6 +156,13 @@ def _sub_jaxpr(eqn):
         if hasattr(body, "eqns"):  # open Jaxpr
             return body, ()
     return None
+
+
+def _sub_jaxpr(eqn):
+    """The body of a call-like primitive as (jaxpr, consts), or None."""
+    if eqn.primitive.name not in _CALLS:
+        return None
+    return call_body(eqn)
 
 
 def _is_nonlinear(eqn, dep: Sequence[int]) -> bool:

@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover - older jax
     from jax.core import Literal  # type: ignore[attr-defined,no-redef]
 
 from chaosjax.attribution._core import Array, BatchFn, check_inputs
+from chaosjax.attribution.deeplift import call_body
 
 _CALLS = frozenset("pjit jit closed_call core_call remat checkpoint".split())
 # Primitives that keep a zero constant zero (broadcasts, casts, reshapes of 0.0).
@@ -58,17 +59,7 @@ def _is_zero_literal(atom) -> bool:
     return value.size > 0 and not np.any(value)
 
 
-def _body(eqn):
-    """The body of a call-like equation as (jaxpr, consts), or None."""
-    for name in ("jaxpr", "call_jaxpr", "fun_jaxpr"):
-        body = eqn.params.get(name)
-        if body is None:
-            continue
-        if hasattr(body, "consts"):  # ClosedJaxpr
-            return body.jaxpr, body.consts
-        if hasattr(body, "eqns"):  # open Jaxpr
-            return body, ()
-    return None
+_body = call_body  # the body of a call-like equation as (jaxpr, consts), or None
 
 
 def _relu_operand(eqn, zeros: set) -> int | None:
