@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="chaosjax",
         description="Benchmark post-hoc attribution methods where signal is scarce (ChaosMining in JAX).",
     )
+    from chaosjax import __version__
+
+    parser.add_argument("--version", action="version", version=f"chaosjax {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     from chaosjax import sweep
     from chaosjax.tracks import audio, rfe, vision
