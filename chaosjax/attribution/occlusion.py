@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -73,8 +74,8 @@ def occlusion(
     f: BatchFn,
     x: Array,
     *,
-    window=1,
-    strides=1,
+    window: int | Sequence[int] = 1,
+    strides: int | Sequence[int] = 1,
     baseline: ArrayLike = 0.0,
     batch_size: int | None = None,
     key: Array | None = None,
