@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # torch 2.13.0 is the CPU build on the project's machines; only tests and benchmarks need it (extra `compare`).
 TORCH  ?= torch==2.13.0
 
-.PHONY: run test test-slow bench clean
+.PHONY: run test test-slow bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,11 @@ $(VENV)/.core: pyproject.toml | $(BIN)/python
 
 $(VENV)/.test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q '$(TORCH)'
-	$(BIN)/python -m pip install -q -e '.[test,compare,audio]'
+	$(BIN)/python -m pip install -q -e '.[test,compare,audio,docs]'
+	touch $@ $(VENV)/.core $(VENV)/.docs
+
+$(VENV)/.docs: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[docs]'
 	touch $@ $(VENV)/.core
 
 run: $(VENV)/.core
@@ -33,5 +37,9 @@ test-slow: $(VENV)/.test
 bench: $(VENV)/.test
 	$(BIN)/python benchmarks/attribution.py
 
+# The documentation site (mkdocs-material + mkdocstrings) into site/; warnings are errors.
+docs: $(VENV)/.docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site

@@ -8,29 +8,48 @@ The flat API re-exports the attribution methods; the rest lives in small modules
 - `chaosjax.tracks`: each track end to end; `chaosjax.rfe`: feature elimination; `chaosjax.sweep`: grids at scale.
 """
 
-from chaosjax.attribution import (
-    METHODS,
-    NEEDS_KEY,
-    deeplift,
-    deeplift_shap,
-    feature_ablation,
-    feature_permutation,
-    gradient_shap,
-    guided_backprop,
-    input_x_gradient,
-    integrated_gradients,
-    kernel_shap,
-    lime,
-    occlusion,
-    random_baseline,
-    saliency,
-    shapley_exact,
-    shapley_sampling,
-    smoothgrad,
-    target,
-)
+from typing import TYPE_CHECKING
 
+# The one source of the version: setuptools reads this line statically (pyproject's `dynamic = ["version"]`),
+# `chaosjax --version` prints it, and CHANGELOG.md has an entry per release.
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from chaosjax.attribution import (
+        METHODS,
+        NEEDS_KEY,
+        deeplift,
+        deeplift_shap,
+        feature_ablation,
+        feature_permutation,
+        gradient_shap,
+        guided_backprop,
+        input_x_gradient,
+        integrated_gradients,
+        kernel_shap,
+        lime,
+        occlusion,
+        random_baseline,
+        saliency,
+        shapley_exact,
+        shapley_sampling,
+        smoothgrad,
+        target,
+    )
+
+_SUBMODULES = frozenset({"attribution", "data", "models", "metrics", "train", "tracks", "rfe", "sweep", "report"})
+
+
+def __getattr__(name: str):
+    """The methods are imported on first use, so that `import chaosjax` (and `chaosjax --help`) do not load JAX."""
+    import importlib
+
+    if name in __all__:
+        return getattr(importlib.import_module("chaosjax.attribution"), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"chaosjax.{name}")
+    raise AttributeError(f"module 'chaosjax' has no attribute {name!r}")
+
 
 __all__ = [
     "METHODS",

@@ -15,7 +15,7 @@ from chaosjax.checks import BadInput, as_bad_input, check_out_dir
 def _add_symbolic(sub) -> None:
     p = sub.add_parser(
         "symbolic",
-        help="the symbolic functional track: formulas among noise columns",
+        help=COMMANDS["symbolic"],
         description=(
             "Train an MLP per formula x seed x setting (one compiled grid), attribute the test split with "
             "every method, and score functional precision and uniform score against the true function. "
@@ -26,13 +26,13 @@ def _add_symbolic(sub) -> None:
     p.add_argument("--noise", type=int, default=100, help="noise columns (default 100)")
     p.add_argument("--seeds", default="0", help="seeds, e.g. '0-4' or '0,3' (default 0)")
     p.add_argument("--methods", default="all", help="comma-separated names from chaosjax.attribution.METHODS, or 'all'")
-    p.add_argument("--epochs", type=int, default=1000)
+    p.add_argument("--epochs", type=int, default=1000, help="full-batch training epochs")
     p.add_argument("--n", type=int, default=10_000, help="rows, split 80/20 into train and test")
-    p.add_argument("--depth", type=int, default=3)
-    p.add_argument("--width", type=int, default=100)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--depth", type=int, default=3, help="hidden layers of the MLP")
+    p.add_argument("--width", type=int, default=100, help="units per hidden layer")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
     p.add_argument("--optimizer", default="adam", help="adam, adagrad, adadelta, rmsprop, sgd or asgd")
-    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout rate in training")
     p.add_argument("--label-noise", type=float, default=0.01, help="std of the Gaussian label noise")
     p.add_argument("--ig-steps", type=int, default=10,
                    help="integrated-gradients steps (Gauss-Legendre) behind functional precision and consistency")
@@ -45,7 +45,8 @@ def _add_symbolic(sub) -> None:
     p.add_argument("--time-passes", action="store_true",
                    help="run every attribution program once more to time one pass (attr_run_seconds; the peak "
                         "memory, attr_peak_bytes, is always reported)")
-    p.add_argument("--protocol", default="paper", choices=("paper", "corrected"))
+    p.add_argument("--protocol", default="paper", choices=("paper", "corrected"),
+                   help="paper: the study's choices, quirks included; corrected: fixed (docs/protocol.md)")
     p.add_argument("--sweep", default=None, help="one ablation axis as one grid: AXIS=v1,v2,... "
                    "(noise, n, depth, width, lr, dropout, label-noise, optimizer)")
     p.add_argument("--out", default="runs/symbolic", help="results directory (default runs/symbolic)")
@@ -99,7 +100,7 @@ def _run_symbolic(args, config=None) -> int:
 def _add_report(sub) -> None:
     p = sub.add_parser(
         "report",
-        help="figures and report.md from a results directory",
+        help=COMMANDS["report"],
         description=(
             "Draw the figures of a results directory (DIR/figures/*.png) and write DIR/report.md with the tables "
             "behind them. Works on the output of any track: symbolic, vision, audio, rfe."
@@ -132,7 +133,7 @@ def _prepare_default(args) -> Callable[[], int]:
     """`make run`: the symbolic track with the study's defaults, then its report."""
     from chaosjax.report import report
 
-    symbolic = build_parser().parse_args(["symbolic", "--out", args.out, "--overwrite"])
+    symbolic = build_parser(only="symbolic").parse_args(["symbolic", "--out", args.out, "--overwrite"])
     _prepare_symbolic(symbolic)
 
     def job() -> int:
@@ -145,31 +146,79 @@ def _prepare_default(args) -> Callable[[], int]:
     return job
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default after its help, unless the help already says it or there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or action.default is None or action.default is False
+                or action.default == argparse.SUPPRESS or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, with usage errors in one line (the usage itself is one `--help` away)."""
+    """argparse, with usage errors in one line (the usage itself is one `--help` away) and defaults in `--help`."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_run_default(sub) -> None:
+    p = sub.add_parser("run-default", help=COMMANDS["run-default"],
+                       description="The symbolic track with the study's defaults into --out (replacing what is there), "
+                                   "then its report: what `make run` runs.")
+    p.add_argument("--out", default="runs/default", help="results directory, replaced if it holds results")
+    p.set_defaults(prepare=_prepare_default)
+
+
+# Each subcommand's one-line help (the top-level --help lists them without importing any track, hence JAX) and
+# where it is registered, "module:function", imported only when that subcommand is used.
+COMMANDS = {
+    "symbolic": "the symbolic functional track: formulas among noise columns",
+    "vision": "the vision track: a small foreground on a noisy canvas",
+    "audio": "the audio track: which channel of ten holds the spoken word?",
+    "rfe": "recursive feature elimination with neural attributions vs scikit-learn RFE",
+    "sweep": "run (or resume) a grid described in a TOML file, sharded across devices",
+    "report": "figures and report.md from a results directory",
+    "run-default": "the default job of `make run`: the symbolic track, study defaults",
+}
+_REGISTER = {
+    "symbolic": "chaosjax.cli:_add_symbolic",
+    "vision": "chaosjax.tracks.vision:add_cli",
+    "audio": "chaosjax.tracks.audio:add_cli",
+    "rfe": "chaosjax.tracks.rfe:add_cli",
+    "sweep": "chaosjax.sweep:add_cli",
+    "report": "chaosjax.cli:_add_report",
+    "run-default": "chaosjax.cli:_add_run_default",
+}
+
+
+def build_parser(only: str | None | Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The `chaosjax` parser. By default every subcommand is registered in full (importing the tracks, hence JAX);
+    with `only=NAME` just that one is, the others by name and help alone (what `main` does, so that
+    `chaosjax --help` and one subcommand's run import no more than they need); `only=None` registers none."""
+    import importlib
+
+    from chaosjax import __version__
+
     parser = _Parser(
         prog="chaosjax",
         description="Benchmark post-hoc attribution methods where signal is scarce (ChaosMining in JAX).",
     )
+    parser.add_argument("--version", action="version", version=f"chaosjax {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    from chaosjax import sweep
-    from chaosjax.tracks import audio, rfe, vision
-
-    _add_symbolic(sub)
-    vision.add_cli(sub)
-    audio.add_cli(sub)
-    rfe.add_cli(sub)
-    sweep.add_cli(sub)
-    _add_report(sub)
-    default = sub.add_parser("run-default", help="the default job of `make run`: the symbolic track, study defaults")
-    default.add_argument("--out", default="runs/default")
-    default.set_defaults(prepare=_prepare_default)
+    full = set(_REGISTER) if only == () else ({only} if isinstance(only, str) else set(only or ()))
+    for name in COMMANDS:
+        if name in full:
+            module, function = _REGISTER[name].split(":")
+            getattr(importlib.import_module(module), function)(sub)
+        else:
+            sub.add_parser(name, help=COMMANDS[name], add_help=False)
     return parser
 
 
@@ -190,7 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     `BadInput` (data the run cannot use, found on the way) is the input's fault. A subcommand that registers a
     plain `handler(args) -> int` instead has its ValueError/TypeError taken as bad input throughout.
     """
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)  # the subcommand: no option precedes it
+    parser = build_parser(only=command if command in COMMANDS else None)
     try:
         args = parser.parse_args(argv)
     except SystemExit as stop:  # --help (0), or a usage error, already printed in one line (2)

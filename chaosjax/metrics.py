@@ -160,7 +160,8 @@ def uniform_score(
     Each term lies in ``[0, 1]`` for same-sign values and is 0 when signs differ.
 
     Args:
-      attr, truth: ``(n, W)``, same shape.
+      attr: ``(n, W)`` attributions.
+      truth: ``(n, W)`` ground truth, shaped like ``attr``.
       m: number of predictive columns; Python int or traced integer scalar.
       protocol: ``"paper"`` or ``"corrected"``.
       valid: optional bool ``(W,)`` mask of real columns (padding excluded from the paper norm).

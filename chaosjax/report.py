@@ -85,7 +85,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from chaosjax.attribution import METHODS
-from chaosjax.tracks.symbolic import SCHEMA_VERSION, mean_ci
+from chaosjax.tracks.symbolic import MIN_CI_SAMPLES, SCHEMA_VERSION, mean_ci
 
 __all__ = [
     "EXTRA_COLORS",
@@ -511,12 +511,21 @@ def _stats(frame: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*keys, "mean", "ci", "count"])
 
 
-def _fmt(mean: float, ci: float | None = None, digits: int = 3) -> str:
+def _fmt(mean: float, ci: float | None = None, digits: int = 3, n: int | None = None) -> str:
+    """`mean ± ci`; with `n` below `MIN_CI_SAMPLES` values, `mean (n=N)` instead (a CI from two values says nothing)."""
     if not np.isfinite(mean):
         return "–"
+    if n is not None and n < MIN_CI_SAMPLES:
+        return f"{mean:.{digits}f} (n={n})"
     if ci is None or not np.isfinite(ci):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {ci:.{digits}f}"
+
+
+def _fmt_values(values, digits: int = 3) -> str:
+    """`_fmt` of the mean and 95% CI of the finite `values`."""
+    arr = np.asarray(values, np.float64)
+    return _fmt(*mean_ci(arr), digits, n=int(np.isfinite(arr).sum()))
 
 
 def _table(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -710,7 +719,7 @@ def _report_symbolic(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *,
         group = frame[frame["method"] == name]
         cells = [f"`{name}`"]
         for metric in ("functional_precision", "uniform_score", "consistency"):
-            cells.append(_fmt(*mean_ci(group[metric])) if metric in group else "–")
+            cells.append(_fmt_values(group[metric]) if metric in group else "–")
         cells.append(_fmt(float(group["seconds"].sum()), digits=1) if "seconds" in group else "–")
         rows.append(cells)
     md += [_table(["method", "functional precision", "uniform score", "consistency", "attribution seconds (total)"],
@@ -719,9 +728,9 @@ def _report_symbolic(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *,
     if "test_mae" in frame.columns:
         models = frame.drop_duplicates([c for c in ("formula", "seed", *[_AXES[a][0] for a in axes])
                                         if c in frame.columns])
-        extra = [f"test MAE {_fmt(*mean_ci(models['test_mae']))}"]
+        extra = [f"test MAE {_fmt_values(models['test_mae'])}"]
         if "pred_score" in models:
-            extra.append(f"Pred score {_fmt(*mean_ci(models['pred_score']))}")
+            extra.append(f"Pred score {_fmt_values(models['pred_score'])}")
         md += [f"Models ({len(models)}): " + ", ".join(extra) + ".", ""]
 
     # 2. Ablation curves: metric vs the swept axis, one line per method.
@@ -775,7 +784,7 @@ def _report_symbolic(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *,
             for v in values:
                 s = stats[stats[column] == v].set_index("method")
                 rows.append([f"{v:g}" if isinstance(v, (float, np.floating)) else v]
-                            + [_fmt(s["mean"].get(n, np.nan), s["ci"].get(n, np.nan), 2) for n in names])
+                            + [_fmt(s["mean"].get(n, np.nan), s["ci"].get(n, np.nan), 2, n=s["count"].get(n, 0)) for n in names])
             md += [f"{_label(metric).capitalize()}:", "", _table(head, rows), ""]
 
     # 3. Per-formula heat table.
@@ -859,14 +868,14 @@ def _score_table(frame: pd.DataFrame, metrics: list[str]) -> str:
             sel = frame[(frame["condition"] == condition) & (frame["model"] == model)]
             if sel.empty:
                 continue
-            acc = _fmt(*mean_ci(sel.drop_duplicates([c for c in ("seed",) if c in sel])["accuracy"])) \
+            acc = _fmt_values(sel.drop_duplicates([c for c in ("seed",) if c in sel])["accuracy"]) \
                 if "accuracy" in sel else "–"
             for name in names:
                 cells = [condition, model, acc, f"`{name}`"]
                 for m in metrics:
                     s = stats[m]
                     hit = s[(s["condition"] == condition) & (s["model"] == model) & (s["method"] == name)]
-                    cells.append(_fmt(hit["mean"].iloc[0], hit["ci"].iloc[0]) if len(hit) else "–")
+                    cells.append(_fmt(hit["mean"].iloc[0], hit["ci"].iloc[0], n=int(hit["count"].iloc[0])) if len(hit) else "–")
                 rows.append(cells)
     return _table(["condition", "model", "accuracy", "method"] + [_label(m) for m in metrics], rows)
 
@@ -1108,7 +1117,7 @@ def _report_rfe(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *,
     for name in names:
         group = final[final["method"] == name]
         rows.append([f"`{name}`", _fmt(float(group["features_kept"].mean()), digits=1)]
-                    + [_fmt(*mean_ci(group[m])) for m in final_metrics])
+                    + [_fmt_values(group[m]) for m in final_metrics])
     md += ["Final features of each run" + (" (network: the same MLP retrained on them)" if any(
         m.startswith("mlp_") for m in final_metrics) else "") + ":", "",
            _table(["method", "features kept"] + [labels.get(m, _label(m)) for m in final_metrics], rows), ""]
@@ -1120,6 +1129,7 @@ def _report_rfe(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *,
     ys = np.arange(len(names))[::-1]
     means = stats["mean"].to_numpy(dtype=np.float64)
     cis = np.nan_to_num(stats["ci"].to_numpy(dtype=np.float64))
+    counts = stats["count"].fillna(0).astype(int).to_numpy()
     lower = np.minimum(cis, means * 0.999)  # a log axis cannot show bars below zero
     ax.barh(ys, means, xerr=[lower, cis], color=[colors[n] for n in names], edgecolor="black", linewidth=0.4,
             capsize=3, height=0.7, hatch=[None if n in METHODS else "//" for n in names])
@@ -1141,7 +1151,7 @@ def _report_rfe(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *,
     figures += paths
     md += ["### Time", "", _image(paths, "time per method"), "",
            _table(["method", "seconds per elimination"],
-                  [[f"`{n}`", _fmt(m, c, 2)] for n, m, c in zip(names, means, cis)]), ""]
+                  [[f"`{n}`", _fmt(m, c, 2, n=k)] for n, m, c, k in zip(names, means, cis, counts)]), ""]
     return "\n".join(md), figures
 
 

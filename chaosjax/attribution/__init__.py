@@ -2,11 +2,13 @@
 
 `f` maps a batch `(B, *S)` to per-sample scalars `(B,)`; for a classifier, close over the target
 with `target(apply_fn, target)`. Every method works under `jit` and `vmap` and with any float dtype.
-`METHODS` maps names to functions; `NEEDS_KEY` names those that take a PRNG `key`, `NEEDS_BASELINES`
-those that take a distribution of `baselines`, and `TAKES_GROUPS` those that take feature `groups`.
+`METHODS` maps names to functions, each callable as `m(f, x, key=key)` with its defaults (deterministic methods
+ignore `key`); `NEEDS_KEY` names those that use the PRNG `key`, `NEEDS_BASELINES` those that take a distribution
+of `baselines` (default: one zero baseline), and `TAKES_GROUPS` those that take feature `groups`.
+`completeness_delta` is Captum's convergence delta.
 """
 
-from chaosjax.attribution._core import target
+from chaosjax.attribution._core import completeness_delta, target
 from chaosjax.attribution.ablation import feature_ablation
 from chaosjax.attribution.control import random_baseline
 from chaosjax.attribution.deeplift import RESCALE, deeplift, deeplift_multipliers
@@ -58,6 +60,7 @@ __all__ = [
     "RULES",
     "TAKES_GROUPS",
     "batch_permutations",
+    "completeness_delta",
     "deeplift",
     "deeplift_multipliers",
     "deeplift_shap",

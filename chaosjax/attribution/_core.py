@@ -27,14 +27,33 @@ def check_inputs(f: BatchFn, x: Array, method: str) -> Array:
         raise ValueError(f"{method}: `x` must be a batch with a leading sample axis, got a scalar")
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"{method}: `x` must have a floating dtype to be differentiated, got {x.dtype}")
-    out = jax.eval_shape(f, x)
+    try:
+        out = jax.eval_shape(f, x)
+    except Exception as err:
+        # Flax NNX refuses a module that updates its own state while traced (jax.grad, jit): BatchNorm in
+        # training mode, updating its batch statistics. Name the fix; anything else is f's own error.
+        if type(err).__name__ == "TraceContextError":
+            raise ValueError(
+                f"{method}: `f` updates a model's state while it is traced ({_one_line(err)}). A model in training "
+                "mode (BatchNorm on batch statistics, dropout) is not a function of its input: call model.eval() "
+                "(Flax NNX) or apply it in inference mode (linen: use_running_average=True) before attributing"
+            ) from err
+        raise
     if not hasattr(out, "shape") or tuple(out.shape) != (x.shape[0],):
         shape = getattr(out, "shape", type(out).__name__)
+        if tuple(getattr(out, "shape", ())) == (x.shape[0], 1):  # a regression head: one output column
+            hint = ("For a model with one output column, select it: f = lambda x: apply_fn(x)[:, 0]. "
+                    "For a classifier, select a target: f = chaosjax.attribution.target(apply_fn, target).")
+        else:
+            hint = "For a classifier, select a target: f = chaosjax.attribution.target(apply_fn, target)."
         raise ValueError(
-            f"{method}: `f` must return one scalar per sample, shape ({x.shape[0]},), but returned {shape}. "
-            "For a classifier, select a target: f = chaosjax.attribution.target(apply_fn, target)."
+            f"{method}: `f` must return one scalar per sample, shape ({x.shape[0]},), but returned {shape}. {hint}"
         )
     return x
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())[:200]
 
 
 def check_positive_int(value: Any, name: str, method: str) -> int:
@@ -78,16 +97,34 @@ def check_finite(value: Any, name: str, method: str) -> None:
 
 
 def broadcast_baseline(baseline: Any, x: Array, method: str, name: str = "baseline") -> Array:
-    """A scalar, a per-sample `x.shape[1:]` array or a full `x.shape` array, broadcast to `x.shape`; finite when its
-    values are known (a NaN baseline would turn every attribution into NaN)."""
+    """A scalar, a per-sample `x.shape[1:]` array, one sample with a batch axis `(1, *x.shape[1:])` (as Captum
+    takes it) or a full `x.shape` array, broadcast to `x.shape`; finite when its values are known (a NaN baseline
+    would turn every attribution into NaN)."""
     check_finite(baseline, name, method)  # before jnp.asarray, which inside jit would make it a tracer
     b = jnp.asarray(baseline, dtype=x.dtype)
-    if b.shape not in ((), x.shape[1:], x.shape):
+    if b.shape not in ((), x.shape[1:], (1, *x.shape[1:]), x.shape):
         raise ValueError(
-            f"{method}: `{name}` must be a scalar, shaped like one sample {tuple(x.shape[1:])} "
-            f"or like the batch {tuple(x.shape)}; got shape {tuple(b.shape)}"
+            f"{method}: `{name}` must be a scalar, shaped like one sample {tuple(x.shape[1:])} or "
+            f"{(1, *x.shape[1:])}, or like the batch {tuple(x.shape)}; got shape {tuple(b.shape)}"
         )
     return jnp.broadcast_to(b, x.shape)
+
+
+def check_baselines(baselines: Any, x: Array, method: str) -> Array:
+    """A distribution of baselines `(N, *S)` (or one baseline, `S` or `(1, *S)`) as an array of `x`'s dtype;
+    `None` is one all-zero baseline, the default baseline of every method. Finite when its values are known."""
+    if baselines is None:
+        return jnp.zeros((1, *x.shape[1:]), x.dtype)
+    check_finite(baselines, "baselines", method)
+    refs = jnp.asarray(baselines, x.dtype)
+    if refs.shape == x.shape[1:]:
+        refs = refs[None]
+    if refs.ndim != x.ndim or refs.shape[1:] != x.shape[1:] or refs.shape[0] < 1:
+        raise ValueError(
+            f"{method}: `baselines` must be shaped (N, {', '.join(map(str, x.shape[1:]))}) "
+            f"with N >= 1, got {tuple(refs.shape)}"
+        )
+    return refs
 
 
 def group_labels(groups: Any, sample_shape: tuple[int, ...], method: str) -> tuple[np.ndarray, int]:
@@ -95,8 +132,9 @@ def group_labels(groups: Any, sample_shape: tuple[int, ...], method: str) -> tup
     one sample, and the number of groups `G`.
 
     `None` makes every feature its own group. Labels need not be contiguous: only labels that occur are
-    groups, so an unused label costs no model evaluation. `groups` must be concrete (numpy, or a jnp array
-    built outside `jit`): it fixes how many perturbations are evaluated.
+    groups, so an unused label costs no model evaluation. A leading axis of 1, `(1, *S)`, is accepted as Captum's
+    `feature_mask` takes it (broadcast over the batch). `groups` must be concrete (numpy, or a jnp array built
+    outside `jit`): it fixes how many perturbations are evaluated.
     """
     size = int(np.prod(sample_shape))
     if groups is None:
@@ -107,10 +145,12 @@ def group_labels(groups: Any, sample_shape: tuple[int, ...], method: str) -> tup
             "the number of groups sets the number of model evaluations"
         )
     labels = np.asarray(groups)
+    if labels.shape == (1, *sample_shape):  # Captum's feature_mask with a batch axis of 1
+        labels = labels[0]
     if labels.shape != tuple(sample_shape):
         raise ValueError(
-            f"{method}: `groups` must be shaped like one sample {tuple(sample_shape)} (x.shape[1:]), "
-            f"got {labels.shape}"
+            f"{method}: `groups` must be shaped like one sample {tuple(sample_shape)} (x.shape[1:]) "
+            f"or {(1, *sample_shape)}, got {labels.shape}"
         )
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"{method}: `groups` must hold integer group labels, got dtype {labels.dtype}")
@@ -222,3 +262,39 @@ def target(apply_fn: Callable[[Array], Array], target: Any) -> BatchFn:
         return jnp.take_along_axis(logits, idx[:, None], axis=1)[:, 0]
 
     return f
+
+
+def completeness_delta(f: BatchFn, x: Array, attributions: Array, baseline: Any = 0.0, *,
+                       baselines: Any = None) -> Array:
+    """How far each sample's attributions are from summing to `f(x) - f(baseline)`: `(B,)`.
+
+    `delta_i = sum_j a_ij - (f(x_i) - f(b_i))`, Captum's convergence delta (`return_convergence_delta=True`) as a
+    function of its own. Methods with completeness (integrated gradients up to its quadrature error, DeepLIFT on
+    networks of elementwise activations, exact Shapley values, kernel SHAP, feature ablation of one group) give a
+    delta near 0 against the baseline they were given.
+
+        attr = integrated_gradients(f, x, steps=20)
+        delta = completeness_delta(f, x, attr)          # against the default baseline 0
+
+    Args:
+      f: batch `(B, *S)` -> per-sample scalars `(B,)`.
+      x: the inputs `(B, *S)`.
+      attributions: `(B, *S)`, the attributions of `x`.
+      baseline: the baseline the method was given: a scalar, `S`, `(1, *S)` or `(B, *S)`.
+      baselines: instead of `baseline`, the distribution `(N, *S)` that `deeplift_shap` or `gradient_shap`
+        averaged over: the reference is then the mean `mean_k f(b_k)`.
+
+    Cost: one forward pass on `x` and one on the baseline (or on the `N` baselines).
+    """
+    x = check_inputs(f, x, "completeness_delta")
+    attributions = jnp.asarray(attributions)
+    if attributions.shape != x.shape:
+        raise ValueError(f"completeness_delta: `attributions` must be shaped like `x` {tuple(x.shape)}, "
+                         f"got {tuple(attributions.shape)}")
+    if baselines is not None:
+        refs = check_baselines(baselines, x, "completeness_delta")
+        reference = jnp.mean(jax.vmap(lambda b: f(b[None])[0])(refs))  # one baseline at a time, as the methods
+    else:
+        reference = f(broadcast_baseline(baseline, x, "completeness_delta"))
+    total = jnp.sum(attributions.reshape(x.shape[0], -1), axis=1)
+    return total - (f(x) - reference)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from chaosjax.attribution._core import (
     Array,
@@ -19,9 +20,10 @@ def feature_ablation(
     f: BatchFn,
     x: Array,
     *,
-    baseline=0.0,
-    groups=None,
+    baseline: ArrayLike = 0.0,
+    groups: ArrayLike | None = None,
     batch_size: int | None = None,
+    key: Array | None = None,
 ) -> Array:
     """Feature ablation: `a_j = f(x) - f(x with group(j) replaced by the baseline)`.
 
@@ -35,10 +37,13 @@ def feature_ablation(
       groups: int array shaped `S` labelling groups `0..G-1` (patches of an image, channels of a clip).
         Must be concrete (it fixes the number of evaluations); only labels that occur are evaluated.
       batch_size: evaluate at most this many ablated copies (each over the whole batch) at once.
+      key: unused: the method is deterministic. Accepted so that every entry of `METHODS` takes
+        `m(f, x, key=key)`.
 
     Cost: `G + 1` forward passes over the batch, no backward pass.
     Captum: `FeatureAblation(f).attribute(x, baselines=baseline, feature_mask=groups)`.
     """
+    del key
     x = check_inputs(f, x, "feature_ablation")
     batch_size = check_batch_size(batch_size, "feature_ablation")
     sample_shape = tuple(x.shape[1:])

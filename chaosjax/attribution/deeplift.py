@@ -67,6 +67,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.typing import ArrayLike
 
 try:  # jax >= 0.4.30 keeps the public jaxpr types in jax.extend.core
     from jax.extend.core import Literal
@@ -290,7 +291,9 @@ def deeplift_multipliers(f: BatchFn, x: Array, baseline: Array, *, rescale: str 
     return jax.grad(modified)(x)
 
 
-def deeplift(f: BatchFn, x: Array, *, baseline=0.0, rescale: str = "all") -> Array:
+def deeplift(
+    f: BatchFn, x: Array, *, baseline: ArrayLike = 0.0, rescale: str = "all", key: Array | None = None
+) -> Array:
     """DeepLIFT with the Rescale rule, for any traceable `f`: `a = (x - b) * m`.
 
     `m` is the gradient of `f` with the derivative of nonlinearities replaced by their secant slope
@@ -309,6 +312,8 @@ def deeplift(f: BatchFn, x: Array, *, baseline=0.0, rescale: str = "all") -> Arr
       x: the inputs `(B, *S)`.
       baseline: a scalar, one sample `S`, or one baseline per sample `(B, *S)`.
       rescale: `"all"` (default) or `"captum"`: which nonlinearities get the Rescale rule.
+      key: unused: the method is deterministic. Accepted so that every entry of `METHODS` takes
+        `m(f, x, key=key)`.
 
     Cost: one forward pass on the input and one on the baseline, one backward pass (plus a
     one-time trace of `f` to a jaxpr, linear in its number of operations).
@@ -317,6 +322,7 @@ def deeplift(f: BatchFn, x: Array, *, baseline=0.0, rescale: str = "all") -> Arr
     ReLU -> max-pool blocks (module docstring: where they differ).
     """
     check_choice(rescale, "rescale", RESCALE, "deeplift")
+    del key
     x = check_inputs(f, x, "deeplift")
     b = broadcast_baseline(baseline, x, "deeplift")
     return (x - b) * deeplift_multipliers(f, x, b, rescale=rescale)

@@ -9,7 +9,7 @@ from chaosjax.attribution._core import (
     Array,
     BatchFn,
     check_batch_size,
-    check_finite,
+    check_baselines,
     check_inputs,
     check_positive_int,
     check_stdev,
@@ -23,7 +23,7 @@ def gradient_shap(
     x: Array,
     *,
     key: Array,
-    baselines: Array,
+    baselines: Array | None = None,
     samples: int = 20,
     stdev: float = 0.0,
     batch_size: int | None = None,
@@ -38,7 +38,9 @@ def gradient_shap(
       f: batch `(B, *S)` -> per-sample scalars `(B,)`.
       x: the inputs `(B, *S)`.
       key: PRNG key; draw k uses `fold_in(key, k)`, so results do not depend on `batch_size`.
-      baselines: `(N, *S)` reference inputs to draw from (or one `S`-shaped baseline).
+      baselines: `(N, *S)` reference inputs to draw from (or one baseline, `S` or `(1, *S)`). Default `None`: one all-zero baseline, the default baseline of every other method (then
+        GradientSHAP is a Monte-Carlo estimate of integrated gradients from 0). For SHAP proper pass data rows,
+        e.g. a few hundred training samples; Captum has no default.
       samples: draws per sample.
       stdev: std of the Gaussian noise added to the input.
       batch_size: evaluate at most this many draws (each over the whole batch) at once.
@@ -50,15 +52,7 @@ def gradient_shap(
     samples = check_positive_int(samples, "samples", "gradient_shap")
     batch_size = check_batch_size(batch_size, "gradient_shap")
     check_stdev(stdev, "gradient_shap")
-    check_finite(baselines, "baselines", "gradient_shap")
-    refs = jnp.asarray(baselines, x.dtype)
-    if refs.shape == x.shape[1:]:
-        refs = refs[None]
-    if refs.ndim != x.ndim or refs.shape[1:] != x.shape[1:] or refs.shape[0] < 1:
-        raise ValueError(
-            f"gradient_shap: `baselines` must be shaped (N, {', '.join(map(str, x.shape[1:]))}) "
-            f"with N >= 1, got {tuple(refs.shape)}"
-        )
+    refs = check_baselines(baselines, x, "gradient_shap")
     batch = x.shape[0]
     expand = (batch,) + (1,) * (x.ndim - 1)
 

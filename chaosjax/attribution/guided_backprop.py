@@ -123,7 +123,7 @@ def _eval(jaxpr, consts: Sequence[Any], args: Sequence[Any]) -> list[Any]:
     return [read(v) for v in jaxpr.outvars]
 
 
-def guided_backprop(f: BatchFn, x: Array) -> Array:
+def guided_backprop(f: BatchFn, x: Array, *, key: Array | None = None) -> Array:
     """Guided backpropagation: the gradient of `f` with each ReLU passing back only positive gradients.
 
     Works on any traceable `f` (module docstring: which ReLUs are found). Signed, like a gradient; on a
@@ -132,10 +132,13 @@ def guided_backprop(f: BatchFn, x: Array) -> Array:
     Args:
       f: batch `(B, *S)` -> per-sample scalars `(B,)`.
       x: the inputs `(B, *S)`.
+      key: unused: the method is deterministic. Accepted so that every entry of `METHODS` takes
+        `m(f, x, key=key)`.
 
     Cost: one forward and one backward pass over the batch (plus a one-time trace of `f` to a jaxpr).
     Captum: `GuidedBackprop(model).attribute(x, target=...)` (for `nn.ReLU` modules).
     """
+    del key
     x = check_inputs(f, x, "guided_backprop")
     closed = jax.make_jaxpr(f)(x)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from chaosjax.attribution._core import (
     Array,
@@ -56,10 +57,11 @@ def integrated_gradients(
     f: BatchFn,
     x: Array,
     *,
-    baseline=0.0,
+    baseline: ArrayLike = 0.0,
     steps: int = 50,
     rule: str = "gausslegendre",
     batch_size: int | None = None,
+    key: Array | None = None,
 ) -> Array:
     """Integrated gradients: `a_j = (x_j - b_j) * sum_k w_k df/dx_j(b + alpha_k (x - b))`.
 
@@ -73,10 +75,13 @@ def integrated_gradients(
       steps: number of quadrature points.
       rule: `gausslegendre`, `riemann_left`, `riemann_right`, `riemann_middle` or `riemann_trapezoid`.
       batch_size: evaluate at most this many path points (each over the whole batch) at once.
+      key: unused: the method is deterministic. Accepted so that every entry of `METHODS` takes
+        `m(f, x, key=key)`.
 
     Cost: `steps` forward and backward passes over the batch.
     Captum: `IntegratedGradients(f).attribute(x, baselines=b, n_steps=steps, method=rule)`.
     """
+    del key
     x = check_inputs(f, x, "integrated_gradients")
     steps = check_positive_int(steps, "steps", "integrated_gradients")
     batch_size = check_batch_size(batch_size, "integrated_gradients")

@@ -9,6 +9,7 @@ from typing import NamedTuple
 import numpy as np
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from chaosjax.attribution._core import (
     Array,
@@ -128,8 +129,8 @@ def kernel_shap(
     *,
     key: Array,
     samples: int = 25,
-    groups=None,
-    baseline=0.0,
+    groups: ArrayLike | None = None,
+    baseline: ArrayLike = 0.0,
     batch_size: int | None = None,
 ) -> Array:
     """Kernel SHAP: the Shapley values as the solution of a weighted least-squares problem over coalitions.

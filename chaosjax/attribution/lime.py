@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.typing import ArrayLike
 
 from chaosjax.attribution._core import (
     Array,
@@ -114,10 +115,10 @@ def lime(
     *,
     key: Array,
     samples: int = 25,
-    groups=None,
+    groups: ArrayLike | None = None,
     kernel_width: float = 1.0,
     alpha: float = 0.01,
-    baseline=0.0,
+    baseline: ArrayLike = 0.0,
     batch_size: int | None = None,
 ) -> Array:
     """LIME (Ribeiro et al., 2016) exactly as Captum's `Lime` with its defaults.

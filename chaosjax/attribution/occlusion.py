@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import jax.numpy as jnp
 from jax import lax
+from jax.typing import ArrayLike
 
 from chaosjax.attribution._core import (
     Array,
@@ -72,10 +74,11 @@ def occlusion(
     f: BatchFn,
     x: Array,
     *,
-    window,
-    strides=1,
-    baseline=0.0,
+    window: int | Sequence[int] = 1,
+    strides: int | Sequence[int] = 1,
+    baseline: ArrayLike = 0.0,
     batch_size: int | None = None,
+    key: Array | None = None,
 ) -> Array:
     """Occlusion: every window position replaced by the baseline; a feature gets the mean output drop of the
     windows that cover it.
@@ -89,15 +92,19 @@ def occlusion(
       f: batch `(B, *S)` -> per-sample scalars `(B,)`.
       x: the inputs `(B, *S)`.
       window: the window shape: an int for every sample dimension, or one per dimension (channels included:
-        `(3, 8, 8)` for 8-px patches of an NCHW image). Each must fit in the sample.
+        `(3, 8, 8)` for 8-px patches of an NCHW image). Each must fit in the sample. Default 1: single
+        features, which is feature ablation (Captum has no default; pass a patch for images).
       strides: the step between positions, an int or one per dimension, each in `[1, window]` (a larger step
         would leave features uncovered; Captum's rule).
       baseline: the replacement value: a scalar, one sample `S`, or one per sample `(B, *S)`.
       batch_size: evaluate at most this many occluded copies (each over the whole batch) at once.
+      key: unused: the method is deterministic. Accepted so that every entry of `METHODS` takes
+        `m(f, x, key=key)`.
 
     Cost: `prod_d (ceil((S_d - w_d) / s_d) + 1) + 1` forward passes over the batch, no backward pass.
     Captum: `Occlusion(f).attribute(x, sliding_window_shapes=window, strides=strides, baselines=baseline)`.
     """
+    del key
     x = check_inputs(f, x, "occlusion")
     batch_size = check_batch_size(batch_size, "occlusion")
     sample_shape = tuple(x.shape[1:])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from chaosjax.attribution._core import (
     Array,
@@ -30,7 +31,7 @@ def feature_permutation(
     x: Array,
     *,
     key: Array,
-    groups=None,
+    groups: ArrayLike | None = None,
     batch_size: int | None = None,
 ) -> Array:
     """Permutation importance per row: `a_i = f(x_i) - f(x_i with group g taken from row pi_g(i))`.

@@ -18,6 +18,7 @@ import math
 import numpy as np
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from chaosjax.attribution._core import (
     Array,
@@ -56,9 +57,10 @@ def shapley_exact(
     f: BatchFn,
     x: Array,
     *,
-    groups=None,
-    baseline=0.0,
+    groups: ArrayLike | None = None,
+    baseline: ArrayLike = 0.0,
     batch_size: int | None = None,
+    key: Array | None = None,
 ) -> Array:
     """Exact Shapley values of feature groups by enumerating all `2^G` coalitions.
 
@@ -75,11 +77,14 @@ def shapley_exact(
       baseline: the value of an absent feature: a scalar, one sample `S`, or one per sample `(B, *S)`.
       batch_size: evaluate at most this many coalitions (each over the whole batch) at once. Without it all
         `2^G` copies of the batch are built at once.
+      key: unused: the method is deterministic. Accepted so that every entry of `METHODS` takes
+        `m(f, x, key=key)`.
 
     Cost: `2^G` forward passes over the batch.
     Captum: `ShapleyValues(f).attribute(x, baselines=baseline, feature_mask=groups)` (which walks all `G!`
     permutations, `G * G!` passes).
     """
+    del key
     x = check_inputs(f, x, "shapley_exact")
     batch_size = check_batch_size(batch_size, "shapley_exact")
     labels, num_groups = group_labels(groups, tuple(x.shape[1:]), "shapley_exact")
@@ -127,8 +132,8 @@ def shapley_sampling(
     *,
     key: Array,
     permutations: int = 25,
-    groups=None,
-    baseline=0.0,
+    groups: ArrayLike | None = None,
+    baseline: ArrayLike = 0.0,
     antithetic: bool = False,
     batch_size: int | None = None,
 ) -> Array:

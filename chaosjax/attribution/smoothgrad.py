@@ -47,6 +47,8 @@ def _noisy_input(key: Array, k: Array, x: Array, scale: Array) -> Array:
 def smoothgrad_inputs(key: Array, x: Array, *, samples: int = 50, stdev: float = 0.15) -> Array:
     """The noisy inputs `smoothgrad(..., key=key, samples=samples, stdev=stdev)` draws: `(samples, *x.shape)`.
 
+    `stdev` is relative to each sample's value range, as in `smoothgrad`.
+
     `smoothgrad` with kind `smoothgrad` equals the mean of its base method over these inputs, which is
     how it is tested against its definition.
     """
@@ -81,14 +83,17 @@ def smoothgrad(
       x: the inputs `(B, *S)`.
       key: PRNG key; draw k uses `fold_in(key, k)`, so results do not depend on `batch_size`.
       samples: number of noisy copies.
-      stdev: noise std relative to each sample's value range (Captum's `stdevs` is absolute).
+      stdev: the noise std RELATIVE to each sample's value range: sample `i` gets noise of std
+        `stdev * (max(x_i) - min(x_i))` (the SmoothGrad paper's noise level; 0.15 is 15% of the range).
+        Captum's `stdevs` is absolute: the same noise there is `stdevs=stdev * (x_i.max() - x_i.min())`.
       method: base method, one of `saliency`, `input_x_gradient`, `integrated_gradients`, `deeplift`.
       kind: `smoothgrad`, `smoothgrad_sq` or `vargrad`.
       batch_size: evaluate at most this many noisy copies (each over the whole batch) at once.
       method_kwargs: keyword options for the base method (e.g. `{"absolute": False}`).
 
     Cost: `samples` times the base method's cost (one forward and backward pass for saliency).
-    Captum: `NoiseTunnel(Saliency(f)).attribute(x, nt_type=kind, nt_samples=samples, stdevs=sigma)`.
+    Captum: `NoiseTunnel(Saliency(f)).attribute(x, nt_type=kind, nt_samples=samples, stdevs=sigma)` with the
+    absolute `sigma` above.
     """
     x = check_inputs(f, x, "smoothgrad")
     samples = check_positive_int(samples, "samples", "smoothgrad")

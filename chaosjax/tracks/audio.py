@@ -54,7 +54,7 @@ from chaosjax.data import audio as data
 from chaosjax.data.audio import CONDITIONS
 from chaosjax.data.speech import WORDS
 from chaosjax.models import audio as models
-from chaosjax.tracks.symbolic import _prepare_out, _progress_bar, mean_ci, write_results
+from chaosjax.tracks.symbolic import _prepare_out, _progress_bar, format_mean_ci, write_results
 
 __all__ = ["COLUMNS", "PROTOCOLS", "AudioConfig", "add_cli", "paper_channel_mass", "pooled_integrated_gradients",
            "run", "summary_table"]
@@ -572,11 +572,8 @@ def summary_table(frame) -> str:
     head = ["condition", "model", "method", "accuracy", "channel mass", "channel hit", "seeds", "seconds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (cond, model, method), g in frame.groupby(["condition", "model", "method"], sort=False):
-        acc, acc_ci = mean_ci(g["accuracy"])
-        mass, mass_ci = mean_ci(g["channel_mass"])
-        hit, hit_ci = mean_ci(g["channel_hit"])
-        lines.append(f"| {cond} | {model} | {method} | {acc:.3f} ± {acc_ci:.3f} | {mass:.3f} ± {mass_ci:.3f} | "
-                     f"{hit:.3f} ± {hit_ci:.3f} | {len(g)} | {g['seconds'].sum():.1f} |")
+        acc, mass, hit = (format_mean_ci(g[c]) for c in ("accuracy", "channel_mass", "channel_hit"))
+        lines.append(f"| {cond} | {model} | {method} | {acc} | {mass} | {hit} | {len(g)} | {g['seconds'].sum():.1f} |")
     if len(frame):
         chance = frame["chance"].iloc[0]
         train = frame.drop_duplicates(["condition", "model", "seed"])["train_seconds"].sum()
@@ -616,7 +613,7 @@ def add_cli(sub) -> None:
                    help=f"AdamW peak learning rate, cosine schedule (default {defaults.learning_rate:g})")
     p.add_argument("--n-val", type=int, default=defaults.n_val, help="validation clips for accuracy")
     p.add_argument("--n-attr", type=int, default=defaults.n_attr, help="validation clips attributed")
-    p.add_argument("--ig-steps", type=int, default=defaults.ig_steps)
+    p.add_argument("--ig-steps", type=int, default=defaults.ig_steps, help="integrated-gradients steps")
     p.add_argument("--random-onset", action="store_true", help="place words at a random onset (study: start)")
     p.add_argument("--background-gain", type=float, default=None,
                    help="scale the background channels (RB noise, SB soundscape) by this factor in [0, 1]; "
@@ -625,9 +622,9 @@ def add_cli(sub) -> None:
                    help="corrected (default: inference-mode attribution, each clip on its own) or paper (the "
                         "study's: training-mode BatchNorm on batches of --batch-size clips, a batch-attending "
                         "Transformer, its DeepLIFT score); docs/protocol.md")
-    p.add_argument("--out", default="runs/audio")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--out", default="runs/audio", help="results directory")
+    p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     def prepare(args):
         from chaosjax.checks import check_out_dir

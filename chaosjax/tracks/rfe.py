@@ -489,7 +489,7 @@ def run(config: RFEConfig, *, out=None, overwrite: bool = False, progress: bool 
 def summary_table(frame) -> str:
     """Final-round scores per method and baseline: the network's test metric on the final features
     (mean and 95% CI over datasets x seeds), functional precision of the selected set, seconds."""
-    from chaosjax.tracks.symbolic import mean_ci
+    from chaosjax.tracks.symbolic import format_mean_ci
 
     final = frame[frame["final"]]
     classification = (final["task"] == "classification").any()
@@ -497,10 +497,9 @@ def summary_table(frame) -> str:
     label = "ROC-AUC (network)" if classification else "test MAE (network)"
     lines = [f"| method | kind | {label} | functional precision | runs | seconds |", "|---|---|---|---|---|---|"]
     for (method, kind), group in final.groupby(["method", "kind"], sort=False):
-        m, m_ci = mean_ci(group[metric])
-        p, p_ci = mean_ci(group["functional_precision"])
-        precision = "n/a" if np.isnan(p) else f"{p:.3f} ± {p_ci:.3f}"
-        lines.append(f"| {method} | {kind} | {m:.4f} ± {m_ci:.4f} | {precision} | {len(group)} | "
+        precision = format_mean_ci(group["functional_precision"])
+        precision = "n/a" if precision == "–" else precision
+        lines.append(f"| {method} | {kind} | {format_mean_ci(group[metric], 4)} | {precision} | {len(group)} | "
                      f"{group['seconds'].sum():.1f} |")
     return "\n".join(lines)
 
@@ -530,15 +529,15 @@ def add_cli(sub) -> None:
                    "logistic,svc,tree), 'all' or 'none'")
     p.add_argument("--schedule", default="halve", help="halve, fraction:F or step:N; several comma-separated")
     p.add_argument("--k", type=int, default=None, help="features to keep (default: m, or 3 for tabular data)")
-    p.add_argument("--seeds", default="0")
-    p.add_argument("--epochs", type=int, default=1000)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seeds", default="0", help="seeds, e.g. '0-2'")
+    p.add_argument("--epochs", type=int, default=1000, help="training epochs of each round's network")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     p.add_argument("--protocol", default="corrected", choices=("paper", "corrected"),
                    help="paper: rank on the test split as the study did; corrected: on a validation split")
     p.add_argument("--early-stop", action="store_true", help="stop when the ranking-split loss rises")
-    p.add_argument("--out", default="runs/rfe")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--out", default="runs/rfe", help="results directory")
+    p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     def prepare(args):
         from chaosjax.checks import check_out_dir

@@ -768,10 +768,26 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]
     return float(arr.mean()), float(half)
 
 
+#: The fewest values a printed confidence interval is computed from: with two, Student's t (12.7) makes the interval
+#: meaningless (a two-formula run printed 0.695 ± 3.875); below it the count is printed instead.
+MIN_CI_SAMPLES = 3
+
+
+def format_mean_ci(values: Sequence[float], digits: int = 3) -> str:
+    """`mean ± half-width` of the 95% CI over the finite values, from `MIN_CI_SAMPLES` of them; below that the
+    mean and the count (`0.695 (n=2)`); `–` with none."""
+    arr = np.asarray(values, np.float64)
+    n = int(np.isfinite(arr).sum())
+    if n == 0:
+        return "–"
+    mean, half = mean_ci(arr)
+    return f"{mean:.{digits}f} ± {half:.{digits}f}" if n >= MIN_CI_SAMPLES else f"{mean:.{digits}f} (n={n})"
+
+
 def summary_table(frame, by: Sequence[str] | None = None) -> str:
     """A markdown table per method (and sweep value): functional precision and uniform score, mean and
-    95% CI over formulas x seeds, and the attribution wall time. `by`: result columns to split by
-    (default: the CLI sweep's axis, if any)."""
+    95% CI over formulas x seeds (`format_mean_ci`: below 3 cells, the count instead), and the attribution wall
+    time. `by`: result columns to split by (default: the CLI sweep's axis, if any)."""
     if by is None:
         first = frame["sweep_axis"].iloc[0] if len(frame) else ""
         axis = first if isinstance(first, str) else ""  # read back from CSV, an empty axis is NaN
@@ -781,10 +797,9 @@ def summary_table(frame, by: Sequence[str] | None = None) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, group in frame.groupby(keys, sort=False):
         key = key if isinstance(key, tuple) else (key,)
-        fp, fp_ci = mean_ci(group["functional_precision"])
-        us, us_ci = mean_ci(group["uniform_score"])
         cells = [str(k) for k in key] + [
-            f"{fp:.3f} ± {fp_ci:.3f}", f"{us:.3f} ± {us_ci:.3f}", str(len(group)), f"{group['seconds'].sum():.1f}"
+            format_mean_ci(group["functional_precision"]), format_mean_ci(group["uniform_score"]), str(len(group)),
+            f"{group['seconds'].sum():.1f}"
         ]
         lines.append("| " + " | ".join(cells) + " |")
     train = frame.drop_duplicates(["formula", "seed"] + list(by))["train_seconds"].sum()

@@ -32,7 +32,7 @@ from chaosjax import attribution, classify, metrics
 from chaosjax.checks import check_distinct, check_finite_number, check_seeds, diverged, refuse_or_warn_diverged
 from chaosjax.data import vision as V
 from chaosjax.models import vision as MV
-from chaosjax.tracks.symbolic import _prepare_out, mean_ci, write_results
+from chaosjax.tracks.symbolic import _prepare_out, format_mean_ci, write_results
 
 COLUMNS = (
     "track", "condition", "model", "method", "seed", "protocol", "preset", "source", "background",
@@ -483,8 +483,7 @@ def summary_table(frame) -> str:
     for (cond, model, method), g in frame.groupby(["condition", "model", "method"], sort=False):
         cells = [cond, model, method]
         for col in ("accuracy", "iou", "iou_corrected", "mass_in_box", "pointing"):
-            m, ci = mean_ci(g[col])
-            cells.append(f"{m:.3f}" + (f" ± {ci:.3f}" if len(g) > 1 else ""))
+            cells.append(format_mean_ci(g[col]))
         cells.append(f"{g['seconds'].sum():.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     train = frame.drop_duplicates(["condition", "model", "seed"])["train_seconds"].sum()
@@ -513,15 +512,16 @@ def add_cli(subparsers) -> None:
     defaults = VisionConfig()
     p.add_argument("--train-size", type=int, default=defaults.train_size,
                    help=f"distinct training canvases (default {defaults.train_size})")
-    p.add_argument("--val-size", type=int, default=defaults.val_size)
+    p.add_argument("--val-size", type=int, default=defaults.val_size, help="validation canvases, all attributed and scored")
     p.add_argument("--epochs", type=int, default=defaults.epochs, help=f"default {defaults.epochs}")
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="training batch size")
     p.add_argument("--seeds", default="0", help="seeds, e.g. '0-2' (trained together under vmap)")
     p.add_argument("--lr", type=float, default=defaults.learning_rate,
                    help=f"AdamW peak learning rate, cosine schedule after a warm-up of 5%% (default {defaults.learning_rate:g})")
     p.add_argument("--width", type=int, default=None, help="model width (default: each model's own)")
-    p.add_argument("--ig-steps", type=int, default=20)
-    p.add_argument("--protocol", default="paper", choices=PROTOCOLS)
+    p.add_argument("--ig-steps", type=int, default=20, help="integrated-gradients steps")
+    p.add_argument("--protocol", default="paper", choices=PROTOCOLS,
+                   help="paper: the study's IoU in the iou column; corrected: the corrected one (docs/protocol.md)")
     p.add_argument("--out", default="runs/vision", help="results directory (default runs/vision)")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
