@@ -119,6 +119,19 @@ def fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def durable_append(path: Path, data: bytes, point: str | None = None) -> None:
+    """Appends `data` to `path` and syncs it (and, when the append created the file, its directory)."""
+    new = not path.exists()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        write_all(fd, data, point)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if new:
+        fsync_dir(path.parent)
+
+
 def atomic_write(path: Path, text: str, point: str | None = None) -> None:
     """Replaces `path` by `text` through a temporary file and a rename: readers see the old or the new file,
     never part of one."""

@@ -651,27 +651,11 @@ class _Store:
 
         frame = pd.DataFrame(rows, columns=self.columns)
         data = frame.to_csv(index=False, header=self.end == 0).encode()
-        new = not self.results.exists()
-        fd = os.open(self.results, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            _journal.write_all(fd, data, "results")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if new:
-            _journal.fsync_dir(self.path)
+        _journal.durable_append(self.results, data, "results")
         _journal.fault("after-results")
         record = _journal.encode_record(chunk=chunk_id, rows=len(rows), start=self.end, offset=self.end + len(data),
                                         sha256=_journal.sha256(data), seconds=seconds)
-        new = not self.progress.exists()
-        fd = os.open(self.progress, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            _journal.write_all(fd, record, "record")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if new:
-            _journal.fsync_dir(self.path)
+        _journal.durable_append(self.progress, record, "record")
         self.end += len(data)
         self.appended += 1
         _journal.fault("after-record")
