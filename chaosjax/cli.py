@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from chaosjax._parse import parse_formulas, parse_int_range, parse_names, parse_sweep
 from chaosjax.checks import BadInput, as_bad_input, check_out_dir
@@ -137,6 +139,7 @@ def _prepare_default(args) -> Callable[[], int]:
     _prepare_symbolic(symbolic)
 
     def job() -> int:
+        print(_default_banner(Path(symbolic.out)), flush=True)
         code = _run_symbolic(symbolic)
         if code == 0:
             print()
@@ -144,6 +147,20 @@ def _prepare_default(args) -> Callable[[], int]:
         return code
 
     return job
+
+
+def _default_banner(out: Path) -> str:
+    """What `make run` is about to do, and what it replaces."""
+    from chaosjax.tracks.symbolic import SymbolicConfig
+
+    config = SymbolicConfig()
+    what = (f"the symbolic track, the study's defaults: {len(config.formulas)} formulas x {len(config.seeds)} seed, "
+            f"{config.epochs} epochs, {len(config.method_names())} methods, into {out}/")
+    previous = out / "results.csv"
+    if previous.exists():
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(previous.stat().st_mtime))
+        return f"{what}\n(replacing the run there from {when}; copy {out} away first to keep it)"
+    return what
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -118,6 +118,7 @@ import jax.numpy as jnp
 
 from chaosjax import _journal
 from chaosjax._placement import GridPlacement
+from chaosjax._progress import Progress
 from chaosjax.tracks import symbolic as sym
 
 TRACKS = ("symbolic", "vision", "audio", "rfe")
@@ -1039,7 +1040,6 @@ def run(description: Mapping[str, Any], out: str | os.PathLike, *, force_new: bo
 def _run_chunks(sweep_plan: SweepPlan, mine: list[Chunk], done: dict, store: _Store, path: Path, host: int,
                 hosts: int, progress: bool, log, workers: int):
     import pandas as pd
-    from tqdm.auto import tqdm
 
     todo = [c for c in mine if c.id not in done]
     place = GridPlacement()
@@ -1053,31 +1053,31 @@ def _run_chunks(sweep_plan: SweepPlan, mine: list[Chunk], done: dict, store: _St
             return _compute_symbolic(chunk, store, checkpoint_lock, place)
         return _compute_cells(chunk, store, checkpoint_lock, place)
 
-    bar = tqdm(total=sum(c.size for c in mine), initial=sum(c.size for c in mine if c.id in done),
-               disable=not progress, unit="cell", dynamic_ncols=True)
+    cells = Progress(enabled=progress).phase(f"sweep: {len(todo)} of {len(mine)} chunks to run",
+                                             total=sum(c.size for c in mine), unit="cells",
+                                             initial=sum(c.size for c in mine if c.id in done))
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chaosjax-sweep")
-    try:
-        upcoming = iter(todo)
-        in_flight = collections.deque((c, pool.submit(compute, c)) for c in itertools.islice(upcoming, workers))
-        while in_flight:
-            chunk, future = in_flight.popleft()
-            bar.set_postfix_str(f"{chunk.id}: {chunk.label}")
-            rows, seconds = future.result()
-            store.append(chunk.id, rows, seconds)  # in plan order, whatever finished first
-            bar.update(chunk.size)
-            if not progress and log:
-                times = ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in seconds.items() if k != "restored")
-                log(f"{chunk.id}: {chunk.size} cells, {times}{' (restored)' if seconds['restored'] else ''}")
-            following = next(upcoming, None)
-            if following is not None:
-                in_flight.append((following, pool.submit(compute, following)))
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)  # an error or Ctrl-C: do not wait for chunks in flight
-        raise
-    else:
-        pool.shutdown(wait=True)
-    finally:
-        bar.close()
+    with cells as bar:
+        try:
+            upcoming = iter(todo)
+            in_flight = collections.deque((c, pool.submit(compute, c)) for c in itertools.islice(upcoming, workers))
+            while in_flight:
+                chunk, future = in_flight.popleft()
+                bar.note(f"{chunk.id}: {chunk.label}")
+                rows, seconds = future.result()
+                store.append(chunk.id, rows, seconds)  # in plan order, whatever finished first
+                bar.update(chunk.size)
+                if not progress and log:
+                    times = ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in seconds.items() if k != "restored")
+                    log(f"{chunk.id}: {chunk.size} cells, {times}{' (restored)' if seconds['restored'] else ''}")
+                following = next(upcoming, None)
+                if following is not None:
+                    in_flight.append((following, pool.submit(compute, following)))
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)  # an error or Ctrl-C: do not wait for chunks in flight
+            raise
+        else:
+            pool.shutdown(wait=True)
 
     if hosts > 1:
         from jax.experimental import multihost_utils

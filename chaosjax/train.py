@@ -263,6 +263,20 @@ def progress_to(sink: Callable[[int, int], None]):
         _PROGRESS_SINKS.pop()
 
 
+def _with_progress(train: Callable[[], FitResult], name: str, *, runs: int, epochs: int) -> FitResult:
+    """`fit(progress=True)`: ``train()`` under one progress phase (compiling, then ``runs x epochs`` epochs),
+    which ends when the result is ready, not when the program is dispatched."""
+    from chaosjax._progress import Progress
+
+    label = f"{name} ({runs} runs)" if runs > 1 else name
+    with Progress().phase(label, total=runs * epochs, unit="epochs", compiling=True) as phase, \
+            progress_to(lambda epoch, of: phase.set(epoch * runs * epochs // of)):
+        result = jax.block_until_ready(train())
+        jax.effects_barrier()  # the last ticks' host callbacks
+        phase.set(runs * epochs)
+    return result
+
+
 # ------------------------------------------------------------------------------------------------------ training
 
 
@@ -458,6 +472,7 @@ def fit(
     dropout: bool = False,
     average: bool = False,
     optimizer_options: Mapping[str, Any] | None = None,
+    progress: bool = False,
 ) -> FitResult:
     """Trains ``params`` of ``apply_fn`` on ``(x, y)``; one pure, jitted program (``lax.scan`` over epochs).
 
@@ -477,6 +492,8 @@ def fit(
       loss: ``"mse"`` (mean squared error) or ``"bce"`` (mean binary cross-entropy on logits).
       dropout: pass a fresh ``dropout_key`` to ``apply_fn`` every step.
       average: with ``optimizer="asgd"``, return the averaged parameters instead of the last iterate.
+      progress: a progress line on stderr (compiling, then epochs with an ETA) and wait for the result; the
+        compiled program is the same either way.
 
     Returns:
       ``FitResult(params, losses)``; ``losses[i]`` is epoch ``i``'s training loss: with full batch, the loss of the
@@ -495,6 +512,9 @@ def fit(
         raise ValueError(f"fit: `learning_rate` must be a scalar, got shape {lr.shape} (use fit_grid for a sweep)")
     _check_finite("x", x)
     _check_finite("y", y)
+    if progress:
+        return _with_progress(lambda: _fit_single_jit(apply_fn, params, x, y, key, lr, **statics), "fit", runs=1,
+                              epochs=statics["epochs"])
     return _fit_single_jit(apply_fn, params, x, y, key, lr, **statics)
 
 
@@ -516,6 +536,7 @@ def fit_grid(
     data_axis: int | None = 0,
     group: int | str | None = "auto",
     snapshot_every: int | None = None,
+    progress: bool = False,
 ) -> FitResult:
     """A grid of ``G`` independent ``fit`` runs as one ``jit(vmap(fit))``.
 
@@ -532,6 +553,9 @@ def fit_grid(
     ``snapshot_every=K`` also keeps every run's parameters after epochs ``K, 2K, ...`` in ``FitResult.snapshots``
     (leaves ``(G, epochs // K, ...)``; memory: that many copies of the parameters), for measurements during
     training; the training itself is unchanged, number for number.
+
+    ``progress=True`` writes a progress line to stderr (compiling, then the epochs of all runs with an ETA) and
+    waits for the result, as ``fit``'s.
 
     Returns ``FitResult(params, losses)`` with ``losses`` of shape ``(G, epochs)``.
     """
@@ -578,9 +602,12 @@ def fit_grid(
                          f"got {snapshot_every!r}")
     _check_finite("x", x)
     _check_finite("y", y)
-    return _fit_grid_jit(apply_fn, params, x, y, keys, lr, data_axis=data_axis, lr_axis=0 if lr.ndim else None,
-                         group=None if group is None or group >= g else int(group),
-                         snapshot_every=int(snapshot_every or 0), **statics)
+    def train() -> FitResult:
+        return _fit_grid_jit(apply_fn, params, x, y, keys, lr, data_axis=data_axis, lr_axis=0 if lr.ndim else None,
+                             group=None if group is None or group >= g else int(group),
+                             snapshot_every=int(snapshot_every or 0), **statics)
+
+    return _with_progress(train, "fit_grid", runs=g, epochs=statics["epochs"]) if progress else train()
 
 
 def fit_traced(

@@ -49,12 +49,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from chaosjax import attribution, classify, metrics
+from chaosjax._progress import Progress, count
 from chaosjax.checks import check_finite_number, check_seeds, diverged, refuse_or_warn_diverged
 from chaosjax.data import audio as data
 from chaosjax.data.audio import CONDITIONS
 from chaosjax.data.speech import WORDS
 from chaosjax.models import audio as models
-from chaosjax.tracks.symbolic import _prepare_out, _progress_bar, format_mean_ci, write_results
+from chaosjax.tracks.symbolic import _prepare_out, format_mean_ci, write_results
 
 __all__ = ["COLUMNS", "PROTOCOLS", "AudioConfig", "add_cli", "paper_channel_mass", "pooled_integrated_gradients",
            "run", "summary_table"]
@@ -388,10 +389,11 @@ def init_cell(config: AudioConfig, model_name: str) -> Any:
 
 
 def train_cell(config: AudioConfig, model_name: str, condition: str, *, data: CellData | None = None,
-               place=None) -> Trained:
+               place=None, on_step=None) -> Trained:
     """Trains the seeds of one (model, condition) side by side (``classify.fit_seeds``). ``place(tree)`` may put
     the seed-stacked inputs on devices, e.g. split along the seed axis across a mesh. ``data``: the condition's
-    `cell_data`, if already built."""
+    `cell_data`, if already built. ``on_step(1)`` is called after each training step where the loop runs from
+    Python (``classify.default_loop``)."""
     place = place or _no_placement
     cell = data if data is not None else cell_data(config, condition)
     mi, ci = list(models.MODELS).index(model_name), CONDITIONS.index(condition)
@@ -402,7 +404,7 @@ def train_cell(config: AudioConfig, model_name: str, condition: str, *, data: Ce
         _model(config, model_name), variables, _batch_fn(config.batch_size), data_keys,
         steps=config.steps, learning_rate=config.learning_rate, weight_decay=config.weight_decay,
         warmup_steps=config.steps // 20 if config.warmup_steps is None else config.warmup_steps,
-        data=(cell.train, cell.code),
+        data=(cell.train, cell.code), progress=on_step,
     )
     jax.block_until_ready(result)
     return Trained(result.variables, result.losses, time.perf_counter() - start)
@@ -483,35 +485,33 @@ def run(config: AudioConfig, *, out: str | os.PathLike | None = None, overwrite:
     spec = config.spec()
     methods = config.method_names()
     composed = data.parse_source(config.source)[0] == "chaosmining"
-    bar = _progress_bar(len(config.conditions) * len(config.models) * (1 + len(methods)) + 1, enabled=progress)
+    bar = Progress(enabled=progress)
     started = time.time()
     rows: list[dict[str, Any]] = []
     examples: dict[str, list] = {"inputs": [], "channels": [], "titles": [], **{f"attr_{m}": [] for m in methods}}
-    shared = None if composed else _datasets(config, spec, None)
+    with bar.phase("sources"):
+        shared = None if composed else _datasets(config, spec, None)
     dead, labels = [], []
-    bar.set_description("data")
-    bar.update(1)
-    try:
-        for condition in config.conditions:
+    seeds, cells = len(config.seeds), len(config.conditions) * len(config.models)
+    for ci, condition in enumerate(config.conditions):
+        bar.prefix = f"[{condition}] "
+        with bar.phase("data"):
             cell = cell_data(config, condition, datasets=None if composed else shared)
-            for mi, name in enumerate(config.models):
-                bar.set_description(f"{condition} {name}: train")
-                trained = train_cell(config, name, condition, data=cell)
-                dead.append(diverged(trained.losses))
-                labels.append(f"{name} {condition}")
-                bar.update(1)
-
-                def on_method(method, condition=condition, name=name):
-                    bar.set_description(f"{condition} {name}: {method}")
-                    bar.update(1)
-
-                rows.extend(attribute_cell(config, name, condition, trained, data=cell, on_method=on_method,
+        for mi, name in enumerate(config.models):
+            bar.prefix = f"[{ci * len(config.models) + mi + 1}/{cells} {condition} {name}] "
+            # The Python step loop (CPU) ticks every step; the one-program scan (accelerators) only at the end.
+            with bar.phase(f"train {count(seeds, 'seed')} x {config.steps} steps", total=config.steps, unit="steps",
+                           compiling=True) as phase:
+                trained = train_cell(config, name, condition, data=cell, on_step=phase.update)
+                phase.set(config.steps)
+            dead.append(diverged(trained.losses))
+            labels.append(f"{name} {condition}")
+            with bar.phase(f"attribute {count(seeds, 'seed')}", total=len(methods), unit="methods") as phase:
+                rows.extend(attribute_cell(config, name, condition, trained, data=cell, on_method=phase.item,
                                            examples=examples if mi == 0 else None))
-            examples["inputs"].append(np.asarray(cell.clips[0]).T)
-            examples["channels"].append(int(cell.channel[0]))
-            examples["titles"].append(f"{condition} / {config.models[0]} / '{WORDS[int(cell.val.label[0])]}'")
-    finally:
-        bar.close()
+        examples["inputs"].append(np.asarray(cell.clips[0]).T)
+        examples["channels"].append(int(cell.channel[0]))
+        examples["titles"].append(f"{condition} / {config.models[0]} / '{WORDS[int(cell.val.label[0])]}'")
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     refuse_or_warn_diverged(dead, labels, "lr", config.learning_rate)
     if path is not None:

@@ -23,7 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from chaosjax import attribution, rfe
-from chaosjax.checks import BadInput, as_bad_input, check_distinct, check_finite_number, check_seeds, refuse_or_warn_diverged
+from chaosjax._progress import Progress, count
+from chaosjax.checks import (BadInput, as_bad_input, check_distinct, check_finite_number, check_seeds,
+                             refuse_or_warn_diverged)
 from chaosjax.data import symbolic as data
 from chaosjax.models import mlp
 from chaosjax.models.mlp import ACTIVATIONS
@@ -352,7 +354,6 @@ def run(config: RFEConfig, *, out=None, overwrite: bool = False, progress: bool 
     devices, padded to the device count; by default they run on JAX's default device.
     """
     import pandas as pd
-    from tqdm.auto import tqdm
 
     config.validate()
     from chaosjax.tracks.symbolic import _prepare_out
@@ -375,8 +376,7 @@ def run(config: RFEConfig, *, out=None, overwrite: bool = False, progress: bool 
     if "shapley_exact" in config.methods and width > attribution.MAX_EXACT_GROUPS:
         raise ValueError(f"methods: shapley_exact enumerates every coalition of the {width} columns (2^{width}); "
                          f"its limit is {attribution.MAX_EXACT_GROUPS} columns. Use shapley_sampling or kernel_shap")
-    bar = tqdm(total=len(config.methods) + len(baselines) * len(schedules) * len(datasets) + 1,
-               disable=not progress, unit="step", dynamic_ncols=True)
+    bar = Progress(enabled=progress)
     rows: list[dict[str, Any]] = []
     dead, labels = [], []  # per method: which of its runs diverged
     started = time.time()
@@ -404,13 +404,12 @@ def run(config: RFEConfig, *, out=None, overwrite: bool = False, progress: bool 
     def record_at(records, g, r):
         return {name: np.asarray(getattr(records, name)[g, r]) for name in rfe.RoundRecord._fields}
 
-    try:
-        # Neural eliminations: one program per method (all its datasets x seeds x schedules), so that no member
-        # computes another method's attributions and each method's wall time is its own.
-        members = [(seed, d, mi, s) for seed, d in datasets for mi in range(len(config.methods)) for s in schedules]
-        by_member: dict[int, list[dict[str, Any]]] = {}
-        for mi, method in enumerate(config.methods):
-            bar.set_description(f"eliminate ({method}): {len(datasets) * len(schedules)} runs")
+    # Neural eliminations: one program per method (all its datasets x seeds x schedules), so that no member
+    # computes another method's attributions and each method's wall time is its own.
+    members = [(seed, d, mi, s) for seed, d in datasets for mi in range(len(config.methods)) for s in schedules]
+    by_member: dict[int, list[dict[str, Any]]] = {}
+    for mi, method in enumerate(config.methods):
+        with bar.phase(f"eliminate with {method}: {count(len(datasets) * len(schedules), 'run')}"):
             mine = [(g, member) for g, member in enumerate(members) if member[2] == mi]
             # Padded to the device count with copies of the last member, whose records are never read.
             grid = place.pad(mine) if place is not None else mine
@@ -435,19 +434,21 @@ def run(config: RFEConfig, *, out=None, overwrite: bool = False, progress: bool 
                 by_member[g] = [row(seed, d, "attribution", method, s, r, record_at(records, i, r), r == n_rounds - 1,
                                     seconds, mlp_record=record_at(records, i, r) if r == n_rounds - 1 else None)
                                 for r in range(n_rounds)]
-            bar.update(1)
-        for g in range(len(members)):  # rows in grid order, whatever the programs' order
-            rows.extend(by_member[g])
-        if dead:
-            refuse_or_warn_diverged(dead, labels, "lr", config.learning_rate,
-                                    consequence="their rounds ranked the features at random")
+    for g in range(len(members)):  # rows in grid order, whatever the programs' order
+        rows.extend(by_member[g])
+    if dead:
+        refuse_or_warn_diverged(dead, labels, "lr", config.learning_rate,
+                                consequence="their rounds ranked the features at random")
 
-        # Baselines: scikit-learn RFE on the same schedule, then the same network on their final sets.
-        finals = []
+    # Baselines: scikit-learn RFE on the same schedule, then the same network on their final sets.
+    finals = []
+    baseline_phase = bar.phase("scikit-learn baselines", total=len(datasets) * len(baselines) * len(schedules),
+                               unit="runs")
+    with baseline_phase as phase:
         for seed, d in datasets:
             for name in baselines:
                 for s in schedules:
-                    bar.set_description(f"baseline {name} ({d.label} {d.formula})")
+                    phase.note(f"{name} on {d.label} {d.formula}")
                     start = time.perf_counter()
                     recs = rfe.sklearn_eliminate(d.problem, counts_of[(seed, d.formula, str(s))], name, d.task, seed)
                     seconds = time.perf_counter() - start
@@ -455,9 +456,9 @@ def run(config: RFEConfig, *, out=None, overwrite: bool = False, progress: bool 
                         rows.append(row(seed, d, "baseline", f"sklearn_{name}", s, r, rec, r == len(recs) - 1,
                                         seconds))
                     finals.append((len(rows) - 1, seed, d, recs[-1]["mask"]))
-                    bar.update(1)
-        if finals:
-            bar.set_description("score baseline selections")
+                    phase.update(1)
+    if finals:
+        with bar.phase(f"train the network on the {len(finals)} baseline selections"):
             # Split across the devices like the eliminations (padded with copies of the last, never read).
             grid = place.pad(list(enumerate(finals))) if place is not None else list(enumerate(finals))
             problems = _stack([d.problem for _, (_, _, d, _) in grid])
@@ -474,9 +475,6 @@ def run(config: RFEConfig, *, out=None, overwrite: bool = False, progress: bool 
                 rows[index]["mlp_test_mae"] = float(rec["test_mae"]) * d.y_scale
                 rows[index]["mlp_balanced_accuracy"] = float(rec["balanced_accuracy"])
                 rows[index]["mlp_roc_auc"] = float(rec["roc_auc"])
-        bar.update(1)
-    finally:
-        bar.close()
 
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     if path is not None:

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from chaosjax import attribution, metrics
+from chaosjax._progress import Progress, count
 from chaosjax.checks import diverged
 from chaosjax.data import symbolic as data
 from chaosjax.models.mlp import mlp
@@ -495,7 +496,7 @@ def train_grid(config: SymbolicConfig, grid: Grid, place=None) -> Trained:
 
 
 def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, sweep_axis: str = "",
-                   progress=None, place=None) -> list[dict[str, Any]]:
+                   on_method=None, place=None) -> list[dict[str, Any]]:
     """Every method on every cell's test rows, scored; one row per cell x method.
 
     Per method: `seconds` is the wall time of everything the method's scores needed (trace, compile, every pass;
@@ -504,8 +505,7 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
     cell, as the study's timing notebook measured them: the compiled grid program's peak memory (XLA's memory
     analysis, free) and, with `time_passes`, its steady-state run time (one more run), each divided by the cells.
     With snapshots (`convergence_every`), each snapshot is attributed too and compared with the trained model's
-    global top-m (`topm_*` columns)."""
-    say = progress or (lambda msg: None)
+    global top-m (`topm_*` columns). ``on_method(name)`` is called before each method (progress)."""
     place = place or (lambda tree: tree)
     model = model_of(config)
     size = len(grid.cells)
@@ -524,7 +524,8 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
     rows = []
     truths: dict[str, jax.Array] = {}  # methods that share a truth compute it once
     for method in config.method_names():
-        say(f"attribute: {method}")
+        if on_method is not None:
+            on_method(method)
         options = tuple(sorted(_method_options(config, method).items()))
         args = (model.apply, params, x_test, refs, attr_keys)
         start = time.perf_counter()
@@ -555,7 +556,6 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
             uniform = list(score(uniform_attr))[1]
         overlap = None
         if snapshots is not None:
-            say(f"convergence: {method}")
             overlap = _convergence(snapshots, args, method, options, _global_top_m(attr, m, grid.mask), m, grid.mask,
                                    cell_by_cell=one_at_a_time)
         for g, cell in enumerate(grid.cells):
@@ -617,14 +617,22 @@ def _truth(grid: Grid, method: str, protocol: str, background: jax.Array | None 
     ])
 
 
-def run_setting(config: SymbolicConfig, *, sweep_axis: str = "", progress=None) -> list[dict[str, Any]]:
-    """Trains and attributes one setting's grid (formulas x seeds); returns one row per cell x method."""
-    say = progress or (lambda msg: None)
-    say("data")
-    grid = build_grid(config, cells_of(config))
-    say(f"train {len(grid.cells)} models x {config.epochs} epochs")
-    trained = train_grid(config, grid)
-    return attribute_grid(config, grid, trained, sweep_axis=sweep_axis, progress=say)
+def run_setting(config: SymbolicConfig, *, sweep_axis: str = "", progress: Progress | None = None
+                ) -> list[dict[str, Any]]:
+    """Trains and attributes one setting's grid (formulas x seeds); returns one row per cell x method.
+    ``progress``: a `chaosjax.Progress` to report the phases to (data, training, attribution)."""
+    progress = progress or Progress(enabled=False)
+    with progress.phase("data"):
+        grid = build_grid(config, cells_of(config))
+    models, epochs = len(grid.cells), config.epochs
+    with progress.phase(f"train {count(models, 'model')} x {epochs} epochs", total=models * epochs, unit="epochs",
+                        compiling=True) as phase:
+        # Training ticks report (epoch, of) across the grid's groups; as epochs of all models together.
+        with progress_to(lambda epoch, of: phase.set(epoch * models * epochs // of)):
+            trained = train_grid(config, grid)
+    methods = config.method_names()
+    with progress.phase(f"attribute {count(models, 'model')}", total=len(methods), unit="methods") as phase:
+        return attribute_grid(config, grid, trained, sweep_axis=sweep_axis, on_method=phase.item)
 
 
 # ----------------------------------------------------------------------------------------------- a run
@@ -698,28 +706,14 @@ def run(
     path = _prepare_out(out, overwrite) if out is not None else None
     settings = config.settings()
     axis = config.sweep[0] if config.sweep else ""
-    bar = _progress_bar(len(settings) * (2 + len(config.method_names())), enabled=progress)
     rows: list[dict[str, Any]] = []
     walls = []
     started = time.time()
-    try:
-        for i, setting in enumerate(settings):
-            prefix = f"[{axis}={config.sweep[1][i]}] " if axis else ""
-
-            def say(msg, prefix=prefix):
-                bar.set_description(prefix + msg)
-                bar.set_postfix_str("")
-                bar.update(1)
-
-            def epochs_done(epoch, epochs):
-                bar.set_postfix_str(f"epoch {epoch}/{epochs}")
-
-            start = time.perf_counter()
-            with progress_to(epochs_done):
-                rows.extend(run_setting(setting, sweep_axis=axis, progress=say))
-            walls.append(time.perf_counter() - start)
-    finally:
-        bar.close()
+    for i, setting in enumerate(settings):
+        prefix = f"[{axis}={config.sweep[1][i]}] " if axis else ""
+        start = time.perf_counter()
+        rows.extend(run_setting(setting, sweep_axis=axis, progress=Progress(enabled=progress, prefix=prefix)))
+        walls.append(time.perf_counter() - start)
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     _check_training(frame, config)
     if path is not None:
@@ -746,12 +740,6 @@ def _check_training(frame, config: SymbolicConfig) -> None:
                        f"rate (lr {config.learning_rate:g}) and run again")
     warnings.warn(f"training diverged in {len(dead)} of {len(models)} models ({where}): their scores are NaN",
                   stacklevel=2)
-
-
-def _progress_bar(total: int, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, disable=not enabled, unit="step", dynamic_ncols=True)
 
 
 def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:

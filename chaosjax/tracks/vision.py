@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from chaosjax import attribution, classify, metrics
+from chaosjax._progress import Progress, count
 from chaosjax.checks import check_distinct, check_finite_number, check_seeds, diverged, refuse_or_warn_diverged
 from chaosjax.data import vision as V
 from chaosjax.models import vision as MV
@@ -296,11 +297,12 @@ def init_cell(config: VisionConfig, model_name: str, condition: str) -> Any:
 
 
 def train_cell(config: VisionConfig, model_name: str, condition: str, *, data=None, place=None,
-               train_bar=None) -> Trained:
+               on_step=None) -> Trained:
     """Trains ``len(seeds)`` models of one (model, condition) side by side (``classify.fit_seeds``).
 
     ``place(tree)`` may put the seed-stacked inputs on devices, e.g. split along the seed axis across a mesh;
     the computation follows their placement. ``data``: the (train, val) datasets, if already built.
+    ``on_step(1)`` is called after each training step where the loop runs from Python (``classify.default_loop``).
     """
     place = place or _no_placement
     model = config.model(model_name)
@@ -313,16 +315,16 @@ def train_cell(config: VisionConfig, model_name: str, condition: str, *, data=No
         learning_rate=config.learning_rate, weight_decay=config.weight_decay,
         warmup_steps=config.steps // 20 if config.warmup_steps is None else config.warmup_steps,
         data=(train, jnp.int32(V.CONDITIONS.index(condition)), keys["train"]), loop=config.loop,
-        progress=train_bar,
+        progress=on_step,
     )
     jax.block_until_ready(result)
     return Trained(result.variables, result.losses, time.perf_counter() - start)
 
 
 def attribute_cell(config: VisionConfig, model_name: str, condition: str, trained: Trained, *, data=None,
-                   place=None, attr_bar=None, examples: dict[str, list] | None = None) -> list[dict[str, Any]]:
+                   place=None, on_method=None, examples: dict[str, list] | None = None) -> list[dict[str, Any]]:
     """Scores every method on the validation set for the trained seeds of one (model, condition); one row per
-    method x seed.
+    method x seed. ``on_method(name)`` is called before each method (progress).
 
     With ``examples`` (a dict of lists, ``chaosjax.report``'s gallery keys), appends the first validation canvas,
     its box, a title and the first seed's map of every method.
@@ -343,6 +345,8 @@ def attribute_cell(config: VisionConfig, model_name: str, condition: str, traine
     dead = diverged(trained.losses)  # a model whose loss went non-finite scores NaN, never a number
     rows = []
     for method in config.method_names():
+        if on_method is not None:
+            on_method(method)
         options = tuple(sorted(_method_options(config, method).items()))
         start = time.perf_counter()
         maps, _ = _attribute(model, variables, vs.image, shap_refs, attr_keys, method=method,
@@ -363,24 +367,12 @@ def attribute_cell(config: VisionConfig, model_name: str, condition: str, traine
                 "pointing": float(point[i]), "seconds": seconds / len(seeds),
                 "train_seconds": trained.seconds / len(seeds),
             })
-        if attr_bar is not None:
-            attr_bar(1)
     if examples is not None:
         examples.setdefault("inputs", []).append(np.asarray(vs.image[0]))
         examples.setdefault("boxes", []).append(np.asarray(vs.box[0]))
         examples.setdefault("titles", []).append(
             f"{condition} / {model_name} / label {int(vs.label[0])} (acc {float(acc[0].top1):.2f})")
     return rows
-
-
-def run_cell(config: VisionConfig, model_name: str, condition: str, *, train_bar=None, attr_bar=None,
-             data=None, examples: dict[str, list] | None = None, place=None) -> list[dict[str, Any]]:
-    """Trains ``len(seeds)`` models of one (model, condition) and scores every method on the validation set
-    (`train_cell`, then `attribute_cell`)."""
-    data = data if data is not None else datasets(config, condition)
-    trained = train_cell(config, model_name, condition, data=data, place=place, train_bar=train_bar)
-    return attribute_cell(config, model_name, condition, trained, data=data, place=place, attr_bar=attr_bar,
-                          examples=examples)
 
 
 # ----------------------------------------------------------------------------------------------- figures
@@ -432,36 +424,34 @@ def run(config: VisionConfig, *, out: str | os.PathLike | None = None, overwrite
     ``out/figures/samples.png``. Bad input raises before any work.
     """
     import pandas as pd
-    from tqdm.auto import tqdm
 
     config.validate()
     path = _prepare_out(out, overwrite) if out is not None else None
     cells = [(m, c) for m in config.models for c in config.conditions]
-    train_bar = tqdm(total=len(cells) * config.steps, desc="train", unit="step", disable=not progress,
-                     dynamic_ncols=True)
-    attr_bar = tqdm(total=len(cells) * len(config.method_names()), desc="attribute", unit="method",
-                    disable=not progress, dynamic_ncols=True)
+    bar = Progress(enabled=progress)
+    seeds, methods = len(config.seeds), config.method_names()
     rows: list[dict[str, Any]] = []
     examples: dict[str, list] = {}
     walls = {}
     losses = []
     started = time.time()
-    try:
-        for model_name, condition in cells:
-            train_bar.set_description(f"train {model_name} {condition}")
-            attr_bar.set_description(f"attribute {model_name} {condition}")
-            t0 = time.perf_counter()
-            # Gallery: one canvas per condition, from the first model.
-            gallery = examples if model_name == config.models[0] else None
+    for i, (model_name, condition) in enumerate(cells):
+        bar.prefix = f"[{i + 1}/{len(cells)} {model_name} {condition}] "
+        t0 = time.perf_counter()
+        # Gallery: one canvas per condition, from the first model.
+        gallery = examples if model_name == config.models[0] else None
+        with bar.phase("data"):
             data = datasets(config, condition)
-            trained = train_cell(config, model_name, condition, data=data, train_bar=train_bar.update)
-            losses.append(trained.losses)
-            rows.extend(attribute_cell(config, model_name, condition, trained, data=data, attr_bar=attr_bar.update,
+        # The Python step loop (CPU) ticks every step; the one-program scan (accelerators) only when it is done.
+        with bar.phase(f"train {count(seeds, 'seed')} x {config.steps} steps", total=config.steps, unit="steps",
+                       compiling=True) as phase:
+            trained = train_cell(config, model_name, condition, data=data, on_step=phase.update)
+            phase.set(config.steps)
+        losses.append(trained.losses)
+        with bar.phase(f"attribute {count(seeds, 'seed')}", total=len(methods), unit="methods") as phase:
+            rows.extend(attribute_cell(config, model_name, condition, trained, data=data, on_method=phase.item,
                                        examples=gallery))
-            walls[f"{model_name}/{condition}"] = time.perf_counter() - t0
-    finally:
-        train_bar.close()
-        attr_bar.close()
+        walls[f"{model_name}/{condition}"] = time.perf_counter() - t0
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     refuse_or_warn_diverged([diverged(lo) for lo in losses], [f"{m} {c}" for m, c in cells], "learning_rate",
                             config.learning_rate)
