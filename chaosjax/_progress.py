@@ -24,6 +24,7 @@ __all__ = ["Phase", "Progress", "count", "format_seconds"]
 _REDRAW_SECONDS = 0.2
 _LOG_SECONDS = 30.0
 _LOG_FRACTION = 0.1
+_NOTE_SECONDS = 5.0
 
 
 def count(n: int, noun: str) -> str:
@@ -130,14 +131,16 @@ class Phase:
     def item(self, text: str) -> None:
         """Begins the next named unit (e.g. a method): the one before it counts as finished."""
         if self._items:
-            self.update(1)
+            self.done += 1  # counted here, shown by the note with the new item's name
         self._items += 1
         self.note(text)
 
     def note(self, text: str) -> None:
         """What the phase is doing now, shown after the count (on a terminal) or on the next log line."""
         self._text = text
-        self._tick(time.perf_counter(), force=not self._progress.interactive and bool(text))
+        now = time.perf_counter()
+        # In a log, a new note starts a line unless the last one is recent (fast items would flood it).
+        self._tick(now, force=not self._progress.interactive and bool(text) and now - self._last_log >= _NOTE_SECONDS)
 
     # ------------------------------------------------------------------------------------------------- timing
     def eta(self, now: float | None = None) -> float | None:
@@ -173,6 +176,8 @@ class Phase:
                 self._last_draw = now
             return
         fraction = self.done / self.total if self.total else 0.0
+        if self.total is not None and self.done >= self.total:
+            return  # the phase's end line follows
         due = (fraction - self._logged_fraction >= _LOG_FRACTION
                and now - self._last_log >= min(self._progress.log_seconds, 5.0)) or (
             now - self._last_log >= self._progress.log_seconds)

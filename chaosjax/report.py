@@ -561,7 +561,8 @@ def _legend(fig: Figure, names: Sequence[str], colors: dict[str, str], *, bars: 
     for handle, label in extra:
         handles.append(handle)
         labels.append(label)
-    fig.legend(handles, labels, loc="outside right upper", frameon=False, title="method")
+    # Centred in the right margin: at the top it met the figure's title, which is centred over the whole figure.
+    fig.legend(handles, labels, loc="outside right center", frameon=False, title="method")
 
 
 def _grouped_bars(ax, stats: pd.DataFrame, group: str, groups: list[str], names: list[str],
@@ -792,7 +793,9 @@ def _report_symbolic(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *,
     texts = (frame.drop_duplicates("formula").set_index("formula")["formula_text"]
              if "formula_text" in frame.columns else pd.Series(dtype=str))
     ylabels = [_formula_label(f, texts.get(f)) for f in labels]
-    fig = Figure(figsize=(6 + 1.2 * len(names), 1.2 + 0.42 * len(labels)), layout="constrained")
+    # Rows of 0.42 in, plus room for the titles, the rotated method names and the colour bar beneath them (a
+    # vertical one beside a two-formula table collapsed to a sliver).
+    fig = Figure(figsize=(6 + 1.2 * len(names), 2.6 + 0.42 * len(labels)), layout="constrained")
     panels = fig.subplots(1, 2, sharey=True)
     image = None
     for ax, metric in zip(panels, _SYMBOLIC_METRICS):
@@ -807,7 +810,8 @@ def _report_symbolic(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *,
         ax.set_xticks(range(len(names)), names, rotation=40, ha="right")
         ax.set_yticks(range(len(labels)), ylabels)
         ax.set_title(_label(metric))
-    fig.colorbar(image, ax=panels, shrink=0.8, label="mean over seeds" + (" and settings" if axes else ""))
+    fig.colorbar(image, ax=panels, location="bottom", shrink=0.5, aspect=40, fraction=0.04,
+                 label="score: mean over seeds" + (" and settings" if axes else ""))
     fig.suptitle("Per formula and method")
     paths = _save(fig, figdir, "symbolic_formulas", formats)
     figures += paths
@@ -1066,10 +1070,11 @@ def _report_rfe(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *,
         if facet is not None:
             for column, value in zip(facet_cols, facet):
                 sub = sub[sub[column] == value]
-        kept_all: list[float] = []
+        kept_all = sorted(set(np.round(sub["features_kept"].astype(float), 1)))
+        log_x = len(kept_all) > 1 and min(kept_all) > 0 and max(kept_all) / min(kept_all) >= 4
         for i, metric in enumerate(metrics):
             ax = panels[i, j]
-            for name in names:
+            for k, name in enumerate(names):
                 rows = sub[sub["method"] == name]
                 stats = _stats(rows, [step], metric)
                 # x: the mean number of features kept at that round (formulas differ by a feature or two)
@@ -1078,13 +1083,18 @@ def _report_rfe(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *,
                 stats = stats[np.isfinite(stats["mean"])].sort_values("kept")
                 if stats.empty:
                     continue
-                kept_all += list(stats["kept"])
-                ax.plot(stats["kept"], stats["mean"], color=colors[name], linewidth=1.8, markersize=5,
-                        **_style(name))
-                ax.fill_between(stats["kept"], stats["mean"] - stats["ci"], stats["mean"] + stats["ci"],
-                                color=colors[name], alpha=0.12, linewidth=0)
-            ticks = sorted(set(np.round(kept_all, 1)))
-            if len(ticks) > 1 and min(ticks) > 0 and max(ticks) / min(ticks) >= 4:
+                # Methods often agree round for round: dodge each sideways (a few % of the axis) so that equal
+                # curves and their error bars stay visible side by side instead of hiding one another.
+                shift = (k - (len(names) - 1) / 2) * 0.012
+                xs = stats["kept"].astype(float)
+                if log_x:
+                    xs = xs * 10 ** (shift * math.log10(max(kept_all) / min(kept_all)))
+                elif len(kept_all) > 1:
+                    xs = xs + shift * (max(kept_all) - min(kept_all))
+                ax.errorbar(xs, stats["mean"], yerr=np.nan_to_num(stats["ci"]), color=colors[name], linewidth=1.6,
+                            markersize=5, capsize=2, elinewidth=0.8, alpha=0.9, **_style(name))
+            ticks = kept_all
+            if log_x:
                 ax.set_xscale("log")
             if ticks:
                 shown = ticks if len(ticks) <= 10 else ticks[:: math.ceil(len(ticks) / 10)]
@@ -1093,6 +1103,8 @@ def _report_rfe(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *,
             ax.invert_xaxis()  # elimination proceeds left to right
             if metric in ("functional_precision", "balanced_accuracy", "roc_auc"):
                 ax.set_ylim(0, 1.02)
+            else:  # an error (MAE) is never negative, whatever a t interval over two runs says
+                ax.set_ylim(bottom=0)
             ax.set_ylabel(_label(metric))
             ax.grid(alpha=0.3)
             if i == 0 and facet is not None:
@@ -1100,7 +1112,7 @@ def _report_rfe(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *,
             if i == len(metrics) - 1:
                 ax.set_xlabel("features kept (elimination →)")
     _legend(fig, names, colors)
-    fig.suptitle("RFE: score at each round (mean ± 95% CI)")
+    fig.suptitle("RFE: score at each round (mean ± 95% CI; methods dodged sideways)")
     paths = _save(fig, figdir, "rfe_curves", formats)
     figures += paths
     md += [_image(paths, "metric vs number of kept features"), ""]
@@ -1143,13 +1155,16 @@ def _report_rfe(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *,
     else:
         ax.set_xlim(0, (np.nanmax(means + cis) if positive.size else 1) * 1.3)
     ax.set_yticks(ys, names)
-    ax.set_xlabel(f"wall seconds per elimination (all rounds; mean ± 95% CI over {over})")
+    ax.set_xlabel(f"wall seconds per elimination, all rounds (mean ± 95% CI over {over})")
     ax.grid(axis="x", alpha=0.3)
     ax.set_axisbelow(True)
     fig.suptitle("RFE: time per method")
     paths = _save(fig, figdir, "rfe_time", formats)
     figures += paths
     md += ["### Time", "", _image(paths, "time per method"), "",
+           "A neural method's eliminations (every dataset x seed x schedule) run as one compiled program of its "
+           "own, so its time per elimination is that program's wall time, compilation included, divided by its "
+           "runs: the same for each of them, hence no interval. A scikit-learn baseline is timed run by run.", "",
            _table(["method", "seconds per elimination"],
                   [[f"`{n}`", _fmt(m, c, 2, n=k)] for n, m, c, k in zip(names, means, cis, counts)]), ""]
     return "\n".join(md), figures

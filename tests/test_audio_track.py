@@ -84,11 +84,5 @@ def test_tcn_learns_espeak_words_on_every_condition_and_saliency_finds_the_chann
     assert rbfp.loc["saliency", "channel_hit"] > 0.9
 
 
-def test_the_tcn_leaves_chance_on_synthetic_rbfp():
-    """The learning check of the default suite, on the easiest condition with the synthetic words (tones): 100
-    steps bring the TCN from chance (1/35) to 0.84 top-1 on 64 validation clips, and saliency's top channel is the
-    word's on every attributed clip (chance 0.1)."""
-    config = track.AudioConfig(source="synthetic", models=("tcn",), conditions=("RBFP",), methods=("saliency",),
-                               steps=100, batch_size=16, learning_rate=3e-3, n_val=64, n_attr=16)
-    row = track.run(config, progress=False).iloc[0]
-    assert row["accuracy"] > 0.4 and row["channel_hit"] > 0.9, row
+# The default suite's learning check (100 steps of the TCN on synthetic RBFP leave chance) is the audio notebook's
+# tiny run: tests/test_notebooks.py reads its results.

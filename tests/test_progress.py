@@ -67,13 +67,23 @@ def test_items_count_the_one_before_as_done_and_the_last_at_the_end(clock):
     with Progress(stream=stream, interactive=False).phase("attribute", total=3, unit="methods") as phase:
         for name in ("saliency", "integrated_gradients", "deeplift"):
             phase.item(name)
-            clock.now += 2
+            clock.now += 6
         assert phase.done == 2
     assert phase.done == 3
     lines = stream.getvalue().splitlines()
-    assert lines[1].startswith("attribute: 0/3 methods (0%)") and lines[1].endswith("saliency")
-    assert "1/3 methods (33%)" in lines[2] and lines[2].endswith("integrated_gradients")
-    assert lines[-1] == "attribute: 3/3 methods in 6.0 s"
+    assert lines[0] == "attribute: started"
+    assert lines[1] == "attribute: 1/3 methods (33%), 6.0 s, ~12.0 s left, integrated_gradients"
+    assert lines[2].startswith("attribute: 2/3 methods (67%)") and lines[2].endswith("deeplift")
+    assert lines[-1] == "attribute: 3/3 methods in 18.0 s" and len(lines) == 4
+
+
+def test_fast_items_do_not_flood_a_log(clock):
+    stream = io.StringIO()
+    with Progress(stream=stream, interactive=False).phase("baselines", total=100, unit="runs") as phase:
+        for i in range(100):
+            phase.item(f"run {i}")
+            clock.now += 0.1  # 10 s in all: a line every 5 s at most, not one per run
+    assert len(stream.getvalue().splitlines()) <= 5
 
 
 def test_a_terminal_redraws_one_line_per_phase(clock):
