@@ -146,7 +146,8 @@ class Phase:
     def eta(self, now: float | None = None) -> float | None:
         """Seconds left at the rate measured since the phase's first unit (after compiling), or None if unknown."""
         now = time.perf_counter() if now is None else now
-        if self.total is None or self._compiling or self.done <= self._rate_base:
+        # Nothing to go on yet: no unit since compiling, or too short a time (dispatch runs ahead of the device).
+        if self.total is None or self._compiling or self.done <= self._rate_base or now - self._rate_from < 1.0:
             return None
         rate = (self.done - self._rate_base) / max(now - self._rate_from, 1e-9)
         return (self.total - self.done) / rate

@@ -53,7 +53,7 @@ def _add_symbolic(sub) -> None:
                    "(noise, n, depth, width, lr, dropout, label-noise, optimizer)")
     p.add_argument("--out", default="runs/symbolic", help="results directory (default runs/symbolic)")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress lines (stderr)")
     p.set_defaults(prepare=_prepare_symbolic)
 
 

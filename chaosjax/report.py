@@ -957,7 +957,9 @@ def _report_vision(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *, f
     return "\n".join(md), figures
 
 
-def _audio_examples(examples: dict[str, Any]) -> Figure:
+def _audio_examples(examples: dict[str, Any], sample_rate: float | None = None) -> Figure:
+    """Each example clip (time in seconds, as the track's own figures; in samples when the rate is unknown) and every
+    method's share of |attribution| per channel."""
     attrs: dict[str, np.ndarray] = examples["_attrs"]
     names = _ordered(attrs)
     inputs, channels = examples["inputs"], examples["channels"]
@@ -971,18 +973,18 @@ def _audio_examples(examples: dict[str, Any]) -> Figure:
         wave, true = np.asarray(inputs[i], np.float64), int(channels[i])
         scale = np.nanmax(np.abs(wave)) or 1.0
         ax = panels[i, 0]
-        t = np.arange(wave.shape[0])
+        t = np.arange(wave.shape[0]) / (sample_rate or 1.0)
         for c in range(n_channels):
             color = OKABE_ITO["vermillion"] if c == true else "#7f7f7f"
             ax.plot(t, c + 0.45 * wave[:, c] / scale, color=color, linewidth=0.5 if c != true else 0.7)
         ax.set_yticks(range(n_channels), [f"ch {c}" for c in range(n_channels)], fontsize=7)
         ax.set_ylim(n_channels - 0.4, -0.6)
-        ax.set_xlim(0, wave.shape[0] - 1)
+        ax.set_xlim(0, t[-1])
         ax.set_ylabel(titles[i], fontsize=8)
         if i == 0:
             ax.set_title("clip (red: channel with the word)", fontsize=9)
         if i == n - 1:
-            ax.set_xlabel("time step")
+            ax.set_xlabel("time (s)" if sample_rate else "time step")
         mass = np.stack([np.abs(np.asarray(attrs[name][i], np.float64)).mean(axis=0) for name in names])
         mass = mass / np.maximum(mass.sum(axis=1, keepdims=True), 1e-30)
         ax = panels[i, 1]
@@ -1027,7 +1029,9 @@ def _report_audio(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *, fo
     if examples is None:
         md += ["No `examples.npz` in the results directory: example clips skipped.", ""]
     else:
-        paths = _save(_audio_examples(examples), figdir, "audio_examples", formats)
+        rates = frame["sample_rate"].dropna().unique() if "sample_rate" in frame else []
+        rate = float(rates[0]) if len(rates) == 1 else None
+        paths = _save(_audio_examples(examples, rate), figdir, "audio_examples", formats)
         figures += paths
         md += ["### Examples", "", _image(paths, "example clips with per-channel attribution"), ""]
     return "\n".join(md), figures

@@ -1138,7 +1138,7 @@ def add_cli(sub) -> None:
     p.add_argument("--out", required=True, help="results directory (resumed if it holds this sweep)")
     p.add_argument("--force-new", action="store_true",
                    help="start over in a directory of another config (its files move to previous-<time>/)")
-    p.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
+    p.add_argument("--quiet", action="store_true", help="a log line per chunk instead of the progress line")
     p.add_argument("--plan", action="store_true",
                    help="print the grid (settings, chunks, cells; chunks already recorded in --out) and stop")
     p.add_argument("--workers", type=int, default=1,

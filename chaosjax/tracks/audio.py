@@ -624,7 +624,7 @@ def add_cli(sub) -> None:
                         "Transformer, its DeepLIFT score); docs/protocol.md")
     p.add_argument("--out", default="runs/audio", help="results directory")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress lines (stderr)")
 
     def prepare(args):
         from chaosjax.checks import check_out_dir

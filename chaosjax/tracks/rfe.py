@@ -535,7 +535,7 @@ def add_cli(sub) -> None:
     p.add_argument("--early-stop", action="store_true", help="stop when the ranking-split loss rises")
     p.add_argument("--out", default="runs/rfe", help="results directory")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress lines (stderr)")
 
     def prepare(args):
         from chaosjax.checks import check_out_dir

@@ -514,7 +514,7 @@ def add_cli(subparsers) -> None:
                    help="paper: the study's IoU in the iou column; corrected: the corrected one (docs/protocol.md)")
     p.add_argument("--out", default="runs/vision", help="results directory (default runs/vision)")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress lines (stderr)")
     p.set_defaults(prepare=_prepare_cli)
 
 
