@@ -24,7 +24,7 @@ The contract for tracks (what each track writes so that this module can report i
 ``DIR/results.csv``: one row per cell, a ``track`` column, and the columns below (extra columns are kept
 and ignored). ``DIR/config.json``: ``{"schema_version": int, "track": str, "config": {...}, "environment":
 {...}, "wall_seconds": {...}}``; ``schema_version`` is compared with
-``chaosjax.tracks.symbolic.SCHEMA_VERSION`` (newer: refused). Metrics may be NaN; means and 95% Student-t
+``chaosjax.runs.SCHEMA_VERSION`` (newer: refused). Metrics may be NaN; means and 95% Student-t
 confidence intervals skip NaN and run over the cells named.
 
 ================ ==============================================================================================
@@ -85,7 +85,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from chaosjax.attribution import METHODS
-from chaosjax.tracks.symbolic import MIN_CI_SAMPLES, SCHEMA_VERSION, mean_ci
+from chaosjax.runs import MIN_CI_SAMPLES, SCHEMA_VERSION, mean_ci
 
 __all__ = [
     "EXTRA_COLORS",

@@ -116,7 +116,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from chaosjax import _journal
+from chaosjax import _journal, runs
 from chaosjax._placement import GridPlacement
 from chaosjax._progress import Progress
 from chaosjax.tracks import symbolic as sym
@@ -754,8 +754,7 @@ def _unpadded(rows: list[dict], padded: int, real: int) -> list[dict]:
 
 def _symbolic_template(chunk: Chunk) -> dict[str, Any]:
     """What a symbolic chunk's checkpoint holds (its real cells' params and losses); traced for shapes only."""
-    model = sym.model_of(chunk.setting)
-    return {"params": jax.vmap(model.init)(jnp.stack([sym._stream(c, 1) for c in chunk.cells])),
+    return {"params": sym.init_cells(chunk.setting, chunk.cells),
             "losses": jnp.zeros((len(chunk.cells), chunk.setting.epochs), jnp.float32)}
 
 
@@ -1092,12 +1091,12 @@ def _run_chunks(sweep_plan: SweepPlan, mine: list[Chunk], done: dict, store: _St
     if host == 0:
         entries = _chunk_records(path)
         meta = {
-            "schema_version": sym.SCHEMA_VERSION,
+            "schema_version": runs.SCHEMA_VERSION,
             "track": "+".join(sweep_plan.tracks),
             "sweep": sweep_plan.spec,
             "cells": sweep_plan.cells,
             "chunks": len(sweep_plan.chunks),
-            "environment": {**sym.environment(), "process_count": hosts, "local_devices": devices},
+            "environment": {**runs.environment(), "process_count": hosts, "local_devices": devices},
             "wall_seconds": {"this_run": time.time() - started,
                              "per_chunk": {k: v.get("seconds") for k, v in entries.items()}},
         }

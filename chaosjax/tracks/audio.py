@@ -50,12 +50,12 @@ import numpy as np
 
 from chaosjax import attribution, classify, metrics
 from chaosjax._progress import Progress, count
-from chaosjax.checks import check_finite_number, check_seeds, diverged, refuse_or_warn_diverged
+from chaosjax.checks import check_finite_number, check_out_dir, check_seeds, diverged, refuse_or_warn_diverged
 from chaosjax.data import audio as data
 from chaosjax.data.audio import CONDITIONS
 from chaosjax.data.speech import WORDS
 from chaosjax.models import audio as models
-from chaosjax.tracks.symbolic import _prepare_out, format_mean_ci, write_results
+from chaosjax.runs import format_mean_ci, write_results
 
 __all__ = ["COLUMNS", "PROTOCOLS", "AudioConfig", "add_cli", "paper_channel_mass", "pooled_integrated_gradients",
            "run", "summary_table"]
@@ -481,7 +481,7 @@ def run(config: AudioConfig, *, out: str | os.PathLike | None = None, overwrite:
     import pandas as pd
 
     config.validate()
-    path = _prepare_out(out, overwrite) if out is not None else None
+    path = check_out_dir(out, overwrite=overwrite) if out is not None else None
     spec = config.spec()
     methods = config.method_names()
     composed = data.parse_source(config.source)[0] == "chaosmining"

@@ -24,11 +24,12 @@ import numpy as np
 
 from chaosjax import attribution, rfe
 from chaosjax._progress import Progress, count
-from chaosjax.checks import (BadInput, as_bad_input, check_distinct, check_finite_number, check_seeds,
-                             refuse_or_warn_diverged)
+from chaosjax.checks import (BadInput, as_bad_input, check_distinct, check_finite_number, check_out_dir,
+                             check_seeds, refuse_or_warn_diverged)
 from chaosjax.data import symbolic as data
 from chaosjax.models import mlp
 from chaosjax.models.mlp import ACTIVATIONS
+from chaosjax.runs import format_mean_ci, write_results
 from chaosjax.train import OPTIMIZERS
 
 DATASETS = ("symbolic", "breast_cancer", "diabetes", "csv")
@@ -356,9 +357,7 @@ def run(config: RFEConfig, *, out=None, overwrite: bool = False, progress: bool 
     import pandas as pd
 
     config.validate()
-    from chaosjax.tracks.symbolic import _prepare_out
-
-    path = _prepare_out(out, overwrite) if out is not None else None
+    path = check_out_dir(out, overwrite=overwrite) if out is not None else None
     with as_bad_input():  # what only the data tells (k against the columns, baselines against the task)
         datasets, baselines, schedules, counts_of = _prepare(config)
     task = datasets[0][1].task
@@ -478,8 +477,6 @@ def run(config: RFEConfig, *, out=None, overwrite: bool = False, progress: bool 
 
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     if path is not None:
-        from chaosjax.tracks.symbolic import write_results
-
         write_results(path, frame, track="rfe", config=config.to_json(), started=started)
     return frame
 
@@ -487,8 +484,6 @@ def run(config: RFEConfig, *, out=None, overwrite: bool = False, progress: bool 
 def summary_table(frame) -> str:
     """Final-round scores per method and baseline: the network's test metric on the final features
     (mean and 95% CI over datasets x seeds), functional precision of the selected set, seconds."""
-    from chaosjax.tracks.symbolic import format_mean_ci
-
     final = frame[frame["final"]]
     classification = (final["task"] == "classification").any()
     metric = "mlp_roc_auc" if classification else "mlp_test_mae"

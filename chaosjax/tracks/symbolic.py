@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import math
 import os
-import platform
 import time
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -27,9 +23,17 @@ import numpy as np
 
 from chaosjax import attribution, metrics
 from chaosjax._progress import Progress, count
-from chaosjax.checks import diverged
+from chaosjax.checks import check_out_dir, diverged
 from chaosjax.data import symbolic as data
 from chaosjax.models.mlp import mlp
+from chaosjax.runs import (  # noqa: F401 (the results helpers, also reached from here)
+    MIN_CI_SAMPLES,
+    SCHEMA_VERSION,
+    environment,
+    format_mean_ci,
+    mean_ci,
+    write_results,
+)
 from chaosjax.train import OPTIMIZERS, fit_grid, progress_to
 
 #: Ground truth each method is scored against (`chaosjax.data.symbolic.ground_truth` method names).
@@ -67,7 +71,6 @@ COLUMNS = (
     "ig_steps_uniform", "attr_run_seconds", "attr_peak_bytes",
     "convergence_every", "topm_mean_overlap", "topm_settled_epoch", "topm_overlap_trace",
 )
-SCHEMA_VERSION = 1
 _SWEEP_FIELDS = {
     "noise": "noise_features", "n": "n", "depth": "depth", "width": "width", "lr": "learning_rate",
     "dropout": "dropout", "label-noise": "label_noise", "optimizer": "optimizer",
@@ -468,6 +471,12 @@ def model_of(config: SymbolicConfig):
                dropout=config.dropout)
 
 
+def init_cells(config: SymbolicConfig, cells: Sequence[Cell]) -> Any:
+    """The untrained parameters of each cell's model (leading axis: cells): what `train_grid` starts from, and the
+    shapes a checkpoint restores into."""
+    return jax.vmap(model_of(config).init)(jnp.stack([_stream(c, 1) for c in cells]))
+
+
 class Trained(NamedTuple):
     params: Any  # leading axis: cells
     losses: jax.Array  # (cells, epochs)
@@ -480,7 +489,7 @@ def train_grid(config: SymbolicConfig, grid: Grid, place=None) -> Trained:
     devices (e.g. sharded along the cell axis); the computation follows the inputs' placement."""
     place = place or (lambda tree: tree)
     model = model_of(config)
-    params = jax.vmap(model.init)(jnp.stack([_stream(c, 1) for c in grid.cells]))
+    params = init_cells(config, grid.cells)
     keys = jnp.stack([_stream(c, 2) for c in grid.cells])
     params, x, y, keys = place((params, grid.x_train, grid.y_train, keys))
     start = time.perf_counter()
@@ -638,56 +647,6 @@ def run_setting(config: SymbolicConfig, *, sweep_axis: str = "", progress: Progr
 # ----------------------------------------------------------------------------------------------- a run
 
 
-def _prepare_out(out: str | os.PathLike, overwrite: bool) -> Path:
-    from chaosjax.checks import check_out_dir
-
-    return check_out_dir(out, overwrite=overwrite)  # a file in the way is found now, not after training
-
-
-def write_results(path: Path, frame, *, track: str, config: dict[str, Any], started: float,
-                  walls: dict[str, Any] | None = None, **extra: Any) -> None:
-    """Writes a run's ``path/results.csv`` and ``path/config.json``, the files ``chaosjax.report`` reads.
-
-    The CSV goes through a temporary file and a rename, so a killed run never leaves a half-written one.
-    ``config.json`` holds the schema version, ``track``, ``config``, versions and devices, the start time
-    (``started``: a ``time.time()``), the wall seconds (``total`` since ``started``, plus ``walls``) and ``extra``.
-    """
-    path.mkdir(parents=True, exist_ok=True)
-    tmp = path / "results.csv.tmp"
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path / "results.csv")
-    meta = {
-        "schema_version": SCHEMA_VERSION,
-        "track": track,
-        "config": config,
-        "environment": environment(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "wall_seconds": {"total": time.time() - started, **(walls or {})},
-        **extra,
-    }
-    (path / "config.json").write_text(json.dumps(meta, indent=2, default=str))
-
-
-def environment() -> dict[str, Any]:
-    """Versions and devices, for config.json."""
-    import flax
-    import optax
-
-    import chaosjax
-
-    return {
-        "chaosjax": chaosjax.__version__,
-        "jax": jax.__version__,
-        "flax": flax.__version__,
-        "optax": optax.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "backend": jax.default_backend(),
-        "devices": [str(d) for d in jax.devices()],
-    }
-
-
 def run(
     config: SymbolicConfig,
     *,
@@ -703,7 +662,7 @@ def run(
     import pandas as pd
 
     config.validate()
-    path = _prepare_out(out, overwrite) if out is not None else None
+    path = check_out_dir(out, overwrite=overwrite) if out is not None else None
     settings = config.settings()
     axis = config.sweep[0] if config.sweep else ""
     rows: list[dict[str, Any]] = []
@@ -740,36 +699,6 @@ def _check_training(frame, config: SymbolicConfig) -> None:
                        f"rate (lr {config.learning_rate:g}) and run again")
     warnings.warn(f"training diverged in {len(dead)} of {len(models)} models ({where}): their scores are NaN",
                   stacklevel=2)
-
-
-def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
-    """Mean and the half-width of its Student-t confidence interval (0 for a single value)."""
-    from scipy import stats
-
-    arr = np.asarray(values, np.float64)
-    arr = arr[np.isfinite(arr)]
-    if arr.size == 0:
-        return float("nan"), float("nan")
-    if arr.size == 1:
-        return float(arr[0]), 0.0
-    half = stats.t.ppf(0.5 + level / 2, arr.size - 1) * arr.std(ddof=1) / math.sqrt(arr.size)
-    return float(arr.mean()), float(half)
-
-
-#: The fewest values a printed confidence interval is computed from: with two, Student's t (12.7) makes the interval
-#: meaningless (a two-formula run printed 0.695 ± 3.875); below it the count is printed instead.
-MIN_CI_SAMPLES = 3
-
-
-def format_mean_ci(values: Sequence[float], digits: int = 3) -> str:
-    """`mean ± half-width` of the 95% CI over the finite values, from `MIN_CI_SAMPLES` of them; below that the
-    mean and the count (`0.695 (n=2)`); `–` with none."""
-    arr = np.asarray(values, np.float64)
-    n = int(np.isfinite(arr).sum())
-    if n == 0:
-        return "–"
-    mean, half = mean_ci(arr)
-    return f"{mean:.{digits}f} ± {half:.{digits}f}" if n >= MIN_CI_SAMPLES else f"{mean:.{digits}f} (n={n})"
 
 
 def summary_table(frame, by: Sequence[str] | None = None) -> str:

@@ -30,10 +30,10 @@ import numpy as np
 
 from chaosjax import attribution, classify, metrics
 from chaosjax._progress import Progress, count
-from chaosjax.checks import check_distinct, check_finite_number, check_seeds, diverged, refuse_or_warn_diverged
+from chaosjax.checks import check_distinct, check_finite_number, check_out_dir, check_seeds, diverged, refuse_or_warn_diverged
 from chaosjax.data import vision as V
 from chaosjax.models import vision as MV
-from chaosjax.tracks.symbolic import _prepare_out, format_mean_ci, write_results
+from chaosjax.runs import format_mean_ci, write_results
 
 COLUMNS = (
     "track", "condition", "model", "method", "seed", "protocol", "preset", "source", "background",
@@ -426,7 +426,7 @@ def run(config: VisionConfig, *, out: str | os.PathLike | None = None, overwrite
     import pandas as pd
 
     config.validate()
-    path = _prepare_out(out, overwrite) if out is not None else None
+    path = check_out_dir(out, overwrite=overwrite) if out is not None else None
     cells = [(m, c) for m in config.models for c in config.conditions]
     bar = Progress(enabled=progress)
     seeds, methods = len(config.seeds), config.method_names()
