@@ -404,7 +404,8 @@ def road_curve(f: BatchFn, x: Array, attributions: Array, *, key: Array, order: 
       order: `"morf"` or `"lerf"`.
       percentages: shares of the pixels removed, each in `[0, 100)` (Quantus's default 1, 3, ..., 99).
       noise: the std of the imputation noise (Quantus's 0.01; 0 for the plain linear imputation).
-      tol, maxiter: the imputation solver's (`road_impute`).
+      tol: the imputation solver's relative residual (`road_impute`).
+      maxiter: the imputation solver's iterations at most (`road_impute`).
       batch_size: evaluate at most this many percentages (each over the whole batch) at once.
 
     Returns:
@@ -480,7 +481,9 @@ def infidelity(f: BatchFn, x: Array, attributions: Array, *, key: Array, samples
     exactly 0, and so does any attribution `a` with `f(x) - f(x - I) = I . a` for every `I`.
 
     Args:
-      f, x, attributions: as every proxy.
+      f: batch `(B, *S)` -> per-sample scalars `(B,)`.
+      x: the inputs `(B, *S)`.
+      attributions: shaped like `x`.
       key: PRNG key of the perturbations (`infidelity_perturbations` gives them).
       samples: perturbations `K` (Captum's `n_perturb_samples`).
       stdev: the perturbations' std.
@@ -557,7 +560,9 @@ def max_sensitivity(f: BatchFn, x: Array, attributions: Array, method: Any, *, k
     robust; an attribution constant in `x` (the saliency of a linear `f`) scores exactly 0.
 
     Args:
-      f, x, attributions: as every proxy; `attributions` are `method`'s at `x`.
+      f: batch `(B, *S)` -> per-sample scalars `(B,)`.
+      x: the inputs `(B, *S)`.
+      attributions: `method`'s attributions at `x`, shaped like `x`.
       method: a callable `(f, x) -> attributions` (close over options with `functools.partial`) or a name of
         `chaosjax.attribution.METHODS` (its defaults; sampling methods get a key folded from `key`).
       key: PRNG key of the perturbations (`max_sensitivity_perturbations` gives them).
@@ -636,7 +641,9 @@ def faithfulness_correlation(f: BatchFn, x: Array, attributions: Array, *, key: 
     the exact attribution `a = w * x` gives correlation 1.
 
     Args:
-      f, x, attributions: as every proxy.
+      f: batch `(B, *S)` -> per-sample scalars `(B,)`.
+      x: the inputs `(B, *S)`.
+      attributions: shaped like `x`.
       key: PRNG key of the subsets: run `k` draws `random_subsets(fold_in(key, k), B, F, runs=1)[0]`.
       runs: subsets (Quantus's `nr_runs`, 100).
       subset_size: features per subset (Quantus's 224), at most the number of features.
@@ -800,7 +807,8 @@ def model_parameter_randomisation(f_of_params: Callable[[Any, Array], Array], pa
     Args:
       f_of_params: `(params, x) -> (B,)`, the model with its target selected.
       params: the model's parameters (any pytree).
-      x, attributions: the inputs and `method`'s attributions of the trained model.
+      x: the inputs `(B, *S)`.
+      attributions: `method`'s attributions of the trained model, shaped like `x`.
       method: a callable `(f, x) -> attributions` or a name of `chaosjax.attribution.METHODS`.
       key: PRNG key of the new parameters (layer `l` uses `fold_in(key, l)`).
       layers: path prefixes naming the layers in input-to-output order (e.g. `[("convs", 0), ("convs", 1),
