@@ -6,6 +6,7 @@ The flat API re-exports the attribution methods; the rest lives in small modules
 - `chaosjax.attribution`: pure methods `method(f, x, *, ...)`, `METHODS`, `target`.
 - `chaosjax.data`, `chaosjax.models`, `chaosjax.metrics`, `chaosjax.train`: the benchmark's parts.
 - `chaosjax.tracks`: each track end to end; `chaosjax.rfe`: feature elimination; `chaosjax.sweep`: grids at scale.
+- `chaosjax.proxies`: metrics that need no ground truth (deletion, ROAD, infidelity, ...), also re-exported here.
 """
 
 from typing import TYPE_CHECKING
@@ -36,14 +37,39 @@ if TYPE_CHECKING:
         smoothgrad,
         target,
     )
+    from chaosjax.proxies import (
+        complexity,
+        curve_auc,
+        deletion_auc,
+        deletion_curve,
+        faithfulness_correlation,
+        infidelity,
+        insertion_auc,
+        insertion_curve,
+        kendall_agreement,
+        max_sensitivity,
+        model_parameter_randomisation,
+        random_logit,
+        road_curve,
+        road_impute,
+        sparseness,
+    )
 
-_SUBMODULES = frozenset({"attribution", "data", "models", "metrics", "train", "tracks", "rfe", "sweep", "report"})
+_PROXIES = frozenset({
+    "complexity", "curve_auc", "deletion_auc", "deletion_curve", "faithfulness_correlation", "infidelity",
+    "insertion_auc", "insertion_curve", "kendall_agreement", "max_sensitivity", "model_parameter_randomisation",
+    "random_logit", "road_curve", "road_impute", "sparseness",
+})
+_SUBMODULES = frozenset({"attribution", "data", "models", "metrics", "train", "tracks", "rfe", "sweep", "report",
+                         "proxies"})
 
 
 def __getattr__(name: str):
     """The methods are imported on first use, so that `import chaosjax` (and `chaosjax --help`) do not load JAX."""
     import importlib
 
+    if name in _PROXIES:
+        return getattr(importlib.import_module("chaosjax.proxies"), name)
     if name in __all__:
         return getattr(importlib.import_module("chaosjax.attribution"), name)
     if name in _SUBMODULES:
@@ -71,4 +97,6 @@ __all__ = [
     "shapley_sampling",
     "smoothgrad",
     "target",
+    # chaosjax.proxies
+    *sorted(_PROXIES),
 ]
