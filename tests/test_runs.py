@@ -53,3 +53,47 @@ def test_no_module_imports_another_modules_private_names():
                                                                               "audio", "rfe_track"}):
                 offenders.append(f"{module}: {node.value.id}.{node.attr}")
     assert not offenders, "\n".join(offenders)
+
+
+#: The package's layers, lowest first: a module imports from its own layer or lower ones, never higher.
+LAYERS = (
+    {"checks", "_parse", "_progress", "_journal", "_placement", "runs", "_cache"},  # plumbing and the run layer
+    {"attribution", "metrics", "proxies", "models", "data"},  # pure functions on arrays
+    {"train", "classify", "rfe"},  # training loops and feature elimination
+    {"tracks"},  # the four benchmarks
+    {"sweep", "report"},  # grids of runs; figures from results
+    {"cli", "__main__"},  # the command line
+)
+
+
+def _imported_groups():
+    """{group: groups it imports}, a group being a top-level module or subpackage of chaosjax."""
+    def group(name):
+        parts = name.split(".")
+        return parts[1] if len(parts) > 1 else None  # None: the package's own lazy re-exports
+
+    modules = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in PACKAGE.rglob("*.py")}
+    edges = {}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("chaosjax"):
+                targets = [f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules]
+                targets = targets or [node.module]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names if a.name.startswith("chaosjax")]
+            else:
+                continue
+            for target in targets:
+                if group(name) is not None and group(target) not in (None, group(name)):
+                    edges.setdefault(group(name), set()).add(group(target))
+    return edges
+
+
+def test_the_import_graph_goes_one_way_through_the_layers():
+    layer = {g: i for i, groups in enumerate(LAYERS) for g in groups}
+    edges = _imported_groups()
+    unplaced = sorted(({g for g in edges} | {t for ts in edges.values() for t in ts}) - set(layer))
+    assert not unplaced, f"modules in no layer: {unplaced} (place them in LAYERS)"
+    upward = [f"{g} -> {t}" for g, ts in edges.items() for t in ts if layer[t] > layer[g]]
+    assert not upward, "imports against the layers: " + ", ".join(sorted(upward))
