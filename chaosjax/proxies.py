@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from chaosjax.attribution._core import check_inputs
+
 Array = jax.Array
 BatchFn = Callable[[Array], Array]
 
@@ -68,20 +70,11 @@ ROAD_PERCENTAGES = tuple(range(1, 100, 2))
 
 
 def _check_fx(f: Any, x: Any, name: str) -> Array:
-    if not callable(f):
-        raise TypeError(f"{name}: `f` must be a callable mapping a batch (B, ...) to (B,), got {type(f)!r}")
-    x = jnp.asarray(x)
+    """The attribution methods' checks of `f` and `x` (`check_inputs`: a callable giving one
+    scalar per sample, a floating batch), and a feature axis: a proxy removes or perturbs features."""
+    x = check_inputs(f, x, name)
     if x.ndim < 2:
         raise ValueError(f"{name}: `x` must be a batch (B, *S) with at least one feature axis, got shape {x.shape}")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"{name}: `x` must have a floating dtype, got {x.dtype}")
-    out = jax.eval_shape(f, x)
-    if tuple(getattr(out, "shape", ())) != (x.shape[0],):
-        raise ValueError(
-            f"{name}: `f` must return one scalar per sample, shape ({x.shape[0]},), but returned "
-            f"{getattr(out, 'shape', type(out).__name__)}. For a classifier, select a target: "
-            "f = chaosjax.attribution.target(apply_fn, target)"
-        )
     return x
 
 
