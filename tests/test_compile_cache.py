@@ -13,11 +13,15 @@ from chaosjax import _cache, cli
 
 @pytest.fixture
 def clean_jax_cache(monkeypatch):
-    """Leaves JAX's cache settings as they were (the test session runs with the cache off, conftest.py)."""
+    """No compilation cache set for JAX during the test (conftest.py sets the session's), and JAX's cache settings
+    as they were after it."""
     monkeypatch.delenv(_cache.NO_COMPILE_CACHE_ENV, raising=False)
     monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     saved = {name: getattr(jax.config, name) for name in
              ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")}
+    jax.config.update("jax_compilation_cache_dir", None)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    compilation_cache.reset_cache()
     yield
     for name, value in saved.items():
         jax.config.update(name, value)
