@@ -87,7 +87,6 @@ def test_a_program_compiled_once_is_loaded_the_next_time(clean_jax_cache, tmp_pa
     hits = []
     monitoring.register_event_listener(lambda event, **kw: hits.append(event) if event.endswith("cache_hits") else None)
     _cache.enable_compile_cache(tmp_path / "c")
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)  # this small program is written too
 
     def program(x):
         return jax.numpy.sin(x) @ x.T + 0.123
