@@ -22,9 +22,9 @@ from pathlib import Path
 #: Set to anything but "" or "0" to keep command-line runs off the persistent compilation cache.
 NO_COMPILE_CACHE_ENV = "CHAOSJAX_NO_COMPILE_CACHE"
 #: Programs that compile faster than this are not written. JAX's default, 1 s, leaves out nearly all of a symbolic
-#: run's ~60 programs (attribution, ground truth, scores, the eager steps that build the data); with 0 a warm
-#: `chaosjax symbolic --formulas 14` loads 61 of its 62 programs (0.8 s to read) instead of compiling them (5.2 s),
-#: where 0.2 s left 4.4 s of compiling (measured under load, in-process). The 62nd is training's (see docs/cli.md).
+#: run's ~60 programs (attribution, ground truth, scores, the eager steps that build the data). With 0 a warm
+#: `chaosjax symbolic --formulas 14` loads 61 of its 62 programs (0.8 s to read) and compiles 2.3 s, training's
+#: program alone (docs/cli.md says why); with 0.2 it loaded 13 and compiled 8.0 s (in-process, on a loaded machine).
 MIN_COMPILE_SECONDS = 0.0
 
 
