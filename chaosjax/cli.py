@@ -10,6 +10,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from chaosjax._cache import NO_COMPILE_CACHE_ENV
 from chaosjax._parse import parse_formulas, parse_int_range, parse_names, parse_sweep
 from chaosjax.checks import BadInput, as_bad_input, check_out_dir
 
@@ -213,6 +214,22 @@ _REGISTER = {
     "report": "chaosjax.cli:_add_report",
     "run-default": "chaosjax.cli:_add_run_default",
 }
+#: Subcommands that compile XLA programs (all but `report`): they get the persistent compilation cache.
+_COMPILING = frozenset(COMMANDS) - {"report"}
+
+
+def _compile_cache(args) -> None:
+    """JAX's persistent compilation cache for a compiling subcommand (`chaosjax._cache`), unless turned off."""
+    from chaosjax import _cache
+
+    if args.command not in _COMPILING:
+        return
+    if args.no_compile_cache:
+        directory, note = None, "off (--no-compile-cache)"
+    else:
+        directory, note = _cache.enable_compile_cache()
+    if args.verbose:
+        print(_cache.describe(directory, note), file=sys.stderr)
 
 
 def build_parser(only: str | None | Sequence[str] = ()) -> argparse.ArgumentParser:
@@ -228,6 +245,11 @@ def build_parser(only: str | None | Sequence[str] = ()) -> argparse.ArgumentPars
         description="Benchmark post-hoc attribution methods where signal is scarce (ChaosMining in JAX).",
     )
     parser.add_argument("--version", action="version", version=f"chaosjax {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="say where compiled programs are cached (on stderr)")
+    parser.add_argument("--no-compile-cache", action="store_true",
+                        help="compile every program afresh instead of reusing JAX's persistent compilation cache "
+                             f"(also: {NO_COMPILE_CACHE_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True)
     full = set(_REGISTER) if only == () else ({only} if isinstance(only, str) else set(only or ()))
     for name in COMMANDS:
@@ -266,6 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
+            _compile_cache(args)
             if getattr(args, "out", None) is not None:
                 with as_bad_input():  # a file in the way of --out is bad input for every command
                     check_out_dir(args.out, overwrite=True)

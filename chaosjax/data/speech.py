@@ -54,6 +54,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from chaosjax._cache import cache_dir  # noqa: F401 -- public here too (the speech cache's root)
+
 __all__ = [
     "CHUNK_SPEAKERS",
     "DIALECTS",
@@ -258,13 +260,6 @@ def _build_chunk(job: tuple) -> tuple[np.ndarray, np.ndarray, int]:
             clips[i, :x.size] = np.round(x / peak * level * 32767.0).astype(np.int16)
             lengths[i] = x.size
     return clips, lengths, refits
-
-
-def cache_dir() -> Path:
-    """``$CHAOSJAX_CACHE``, else ``$XDG_CACHE_HOME/chaosjax``, else ``~/.cache/chaosjax``."""
-    if os.environ.get("CHAOSJAX_CACHE"):
-        return Path(os.environ["CHAOSJAX_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "chaosjax"
 
 
 def _check_rate(sample_rate) -> int:
