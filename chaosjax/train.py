@@ -255,7 +255,8 @@ def _report_progress(epoch, epochs) -> None:
 @contextlib.contextmanager
 def progress_to(sink: Callable[[int, int], None]):
     """Within the block, training programs call `sink(epoch, epochs)` about 50 times per run (from the
-    device, through a host callback), e.g. to move a progress bar. Compiled programs are unchanged."""
+    device, through a host callback), e.g. to move a progress line. Programs traced within the block compile the
+    ticks in (the same numbers; JAX's persistent cache does not store them); those traced outside do not."""
     _PROGRESS_SINKS.append(sink)
     try:
         yield
@@ -281,7 +282,7 @@ def _with_progress(train: Callable[[], FitResult], name: str, *, runs: int, epoc
 
 
 def _fit_run(apply_fn, params, x, y, key, learning_rate, *, optimizer, options, epochs, batch_size, loss, dropout,
-             average, progress_base=0, progress_total=None, snapshot_every=0):
+             average, ticks=False, progress_base=0, progress_total=None, snapshot_every=0):
     """One training run; pure, traced by the jitted entry points. Progress ticks report
     ``(progress_base + epoch, progress_total or epochs)`` (a grid run in groups counts across groups)."""
     opt = make_optimizer(optimizer, learning_rate, **dict(options))
@@ -304,11 +305,14 @@ def _fit_run(apply_fn, params, x, y, key, learning_rate, *, optimizer, options, 
     def epoch(carry, i):
         params, opt_state = carry
         ekey = jax.random.fold_in(key, i)
-        # A host callback a few dozen times per run feeds progress bars (`progress_to`); under vmap it runs
-        # once per tick, not once per grid member, and costs nothing measurable against the epochs.
-        jax.lax.cond((i + 1) % every == 0,
-                     lambda: jax.debug.callback(_report_progress, progress_base + i + 1, progress_total or epochs),
-                     lambda: None)
+        # A host callback a few dozen times per run feeds progress lines (`progress_to`); under vmap it runs
+        # once per tick, not once per grid member, and costs nothing measurable against the epochs. Compiled in
+        # only when someone listens (`ticks`): JAX's persistent cache refuses programs with host callbacks.
+        if ticks:
+            jax.lax.cond((i + 1) % every == 0,
+                         lambda: jax.debug.callback(_report_progress, progress_base + i + 1,
+                                                    progress_total or epochs),
+                         lambda: None)
         if batch_size is None:
             params, opt_state, value = step(params, opt_state, x, y, jax.random.fold_in(ekey, 1))
             return (params, opt_state), value
@@ -348,19 +352,19 @@ def _fit_run(apply_fn, params, x, y, key, learning_rate, *, optimizer, options, 
     return FitResult(asgd_average(opt_state) if average else params, losses, snapshots)
 
 
-_STATIC = ("apply_fn", "optimizer", "options", "epochs", "batch_size", "loss", "dropout", "average")
+_STATIC = ("apply_fn", "optimizer", "options", "epochs", "batch_size", "loss", "dropout", "average", "ticks")
 _GRID_STATIC = _STATIC + ("data_axis", "lr_axis", "group", "snapshot_every")
 
 
 def _fit_single(apply_fn, params, x, y, key, learning_rate, *, optimizer, options, epochs, batch_size, loss, dropout,
-                average):
+                average, ticks):
     _TRACES["fit"] += 1
     return _fit_run(apply_fn, params, x, y, key, learning_rate, optimizer=optimizer, options=options, epochs=epochs,
-                    batch_size=batch_size, loss=loss, dropout=dropout, average=average)
+                    batch_size=batch_size, loss=loss, dropout=dropout, average=average, ticks=ticks)
 
 
 def _fit_grid(apply_fn, params, x, y, keys, learning_rate, *, data_axis, lr_axis, group, optimizer, options, epochs,
-              batch_size, loss, dropout, average, snapshot_every=0):
+              batch_size, loss, dropout, average, ticks, snapshot_every=0):
     _TRACES["fit_grid"] += 1
     g = keys.shape[0]
     group = min(group or g, g)
@@ -369,7 +373,7 @@ def _fit_grid(apply_fn, params, x, y, keys, learning_rate, *, data_axis, lr_axis
     def run_group(p, xs, ys, k, lr, base=0):
         def run(p, xs, ys, k, lr):
             return _fit_run(apply_fn, p, xs, ys, k, lr, optimizer=optimizer, options=options, epochs=epochs,
-                            batch_size=batch_size, loss=loss, dropout=dropout, average=average,
+                            batch_size=batch_size, loss=loss, dropout=dropout, average=average, ticks=ticks,
                             progress_base=base, progress_total=groups * epochs, snapshot_every=snapshot_every)
 
         return jax.vmap(run, in_axes=(0, data_axis, data_axis, 0, lr_axis))(p, xs, ys, k, lr)
@@ -445,8 +449,9 @@ def _check_statics(optimizer, options, epochs, batch_size, loss, dropout, averag
         batch_size = int(batch_size)
     if average and optimizer != "asgd":
         raise ValueError(f"fit: `average=True` needs optimizer='asgd', got {optimizer!r}")
+    # `ticks`: progress ticks compiled in when a progress sink listens now (`progress_to`, `progress=True`).
     return dict(optimizer=optimizer, options=options, epochs=int(epochs), batch_size=batch_size, loss=loss,
-                dropout=bool(dropout), average=bool(average))
+                dropout=bool(dropout), average=bool(average), ticks=bool(_PROGRESS_SINKS))
 
 
 def _float_array(value) -> jax.Array:
@@ -513,6 +518,7 @@ def fit(
     _check_finite("x", x)
     _check_finite("y", y)
     if progress:
+        statics["ticks"] = True
         return _with_progress(lambda: _fit_single_jit(apply_fn, params, x, y, key, lr, **statics), "fit", runs=1,
                               epochs=statics["epochs"])
     return _fit_single_jit(apply_fn, params, x, y, key, lr, **statics)
@@ -607,7 +613,10 @@ def fit_grid(
                              group=None if group is None or group >= g else int(group),
                              snapshot_every=int(snapshot_every or 0), **statics)
 
-    return _with_progress(train, "fit_grid", runs=g, epochs=statics["epochs"]) if progress else train()
+    if progress:
+        statics["ticks"] = True
+        return _with_progress(train, "fit_grid", runs=g, epochs=statics["epochs"])
+    return train()
 
 
 def fit_traced(

@@ -132,3 +132,25 @@ def _env():
     env.pop(_cache.NO_COMPILE_CACHE_ENV, None)
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
     return env
+
+
+def test_training_without_a_progress_listener_is_cached_and_loaded(clean_jax_cache, tmp_path, getkey, caplog):
+    """JAX will not cache a program with a host callback: training compiles its progress ticks in only when a
+    progress sink listens, so a quiet run (a sweep's cells, a library call, --quiet) loads its training program
+    from the cache the next time, with the same numbers as a run that showed progress."""
+    import logging
+
+    from chaosjax import train
+    from chaosjax.models.mlp import mlp
+
+    _cache.enable_compile_cache(tmp_path / "c")
+    model = mlp(3, depth=1, width=4)
+    args = (model.apply, model.init(getkey()), jax.numpy.ones((8, 3)), jax.numpy.ones((8,)), getkey())
+    first = train.fit(*args, epochs=7)
+    jax.clear_caches()  # as a new process would: nothing compiled in memory
+    with caplog.at_level(logging.DEBUG, logger="jax._src.compiler"):
+        again = train.fit(*args, epochs=7)
+    loaded = [r.getMessage() for r in caplog.records if "Persistent compilation cache hit for" in r.getMessage()]
+    assert any("_fit_single" in message for message in loaded), loaded
+    shown = train.fit(*args, epochs=7, progress=True)
+    assert (again.losses == first.losses).all() and (shown.losses == first.losses).all()
