@@ -71,6 +71,8 @@ COLUMNS = (
     "ig_steps_uniform", "attr_run_seconds", "attr_peak_bytes",
     "convergence_every", "topm_mean_overlap", "topm_settled_epoch", "topm_overlap_trace",
 )
+#: Columns `--proxies` adds after them (`chaosjax.proxy_bench.proxy_columns`: those of the proxies asked for).
+OPTIONAL_COLUMNS = proxy_bench.proxy_columns(tuple(proxy_bench.PROXIES))
 _SWEEP_FIELDS = {
     "noise": "noise_features", "n": "n", "depth": "depth", "width": "width", "lr": "learning_rate",
     "dropout": "dropout", "label-noise": "label_noise", "optimizer": "optimizer",
