@@ -108,7 +108,8 @@ def score_grid(apply_fn: Callable, params: Any, random_params: Any, x: jax.Array
       names: proxies of `PROXIES`.
       cell_by_cell: cells one at a time (a `lax.map`, CPU) or side by side (a `vmap`).
 
-    Padding columns (a grid pads narrower formulas with zero columns) get attribution 0, so they are never ranked
+    Rows where a metric is undefined (not finite: the relative change of an all-zero attribution) are left out of
+    its mean. Padding columns (a grid pads narrower formulas with zero columns) get attribution 0, so they are never ranked
     above a real column, and removing one (value 0, baseline 0) changes nothing.
     """
     def one(p, rp, xg, ag, mm, valid, rg, key):
@@ -150,7 +151,9 @@ def score_grid(apply_fn: Callable, params: Any, random_params: Any, x: jax.Array
                 v = metrics.functional_precision(moved, mm, valid=valid)[None]
             else:  # resolve_proxies guards the names
                 raise ValueError(f"unknown proxy {name!r}")
-            out[PROXIES[name][0]] = jnp.nanmean(v)
+            # A row where the metric is undefined (max-sensitivity or complexity of an all-zero attribution, which
+            # LIME returns for some rows; a faithfulness correlation without variance) is left out of the mean.
+            out[PROXIES[name][0]] = jnp.nanmean(jnp.where(jnp.isfinite(v), v, jnp.nan))
         return out
 
     args = (params, random_params, x, attributions, m, mask, refs, keys)
