@@ -114,10 +114,10 @@ def score_grid(apply_fn: Callable, params: Any, random_params: Any, x: jax.Array
     """
     def one(p, rp, xg, ag, mm, valid, rg, key):
         f = lambda z: apply_fn(p, z)[:, 0]  # noqa: E731
-        a = jnp.where(valid, ag, 0.0)
+        a = jnp.where(valid[None, :], ag, 0.0)
 
         def method(g, z, k):  # the method as the grid ran it, on another function of the same inputs
-            return jnp.where(valid, attribute(g, z, rg, k), 0.0)
+            return jnp.where(valid[None, :], attribute(g, z, rg, k), 0.0)
 
         out = {}
         k = lambda i: jax.random.fold_in(key, i)  # noqa: E731

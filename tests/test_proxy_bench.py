@@ -104,3 +104,52 @@ def test_randomised_gradient_methods_fall_to_chance():
     for method, group in frame.groupby("method"):
         assert abs(group["randomised_functional_precision"].mean() - chance) <= 0.05, method
     assert proxy_bench.GRADIENT_METHODS[0] == "saliency"
+
+
+def _linear(p, x):
+    return (x @ p)[:, None]
+
+
+class _Exact:
+    """`w * x`, the exact attribution of a linear model against the baseline 0 (its weights are the params, which
+    the method cannot see: they are fixed here)."""
+
+    def __init__(self, w, zero=False):
+        self.w, self.zero = w, zero
+
+    def __call__(self, f, x, refs, key):
+        import jax.numpy as jnp
+
+        if self.zero:  # 0 at the rows (multiples of 0.5), not at any perturbed row: like LIME's all-zero rows
+            return jnp.where(x == jnp.round(2 * x) / 2, 0.0, x) * jnp.asarray(self.w)[None, :]
+        return x * jnp.asarray(self.w)[None, :]
+
+    def __hash__(self):
+        return hash((self.zero, tuple(np.asarray(self.w).tolist())))
+
+    def __eq__(self, other):
+        return isinstance(other, _Exact) and hash(self) == hash(other)
+
+
+def test_score_grid_closed_forms_on_a_linear_model():
+    """On `f(x) = w.x` with the exact attribution `w * x`: faithfulness correlation 1 and max-sensitivity
+    `max ||w * d|| / ||w * x||` > 0; an attribution that is 0 at the rows but not near them leaves max-sensitivity
+    (a change relative to 0: inf) and complexity undefined: NaN, never inf; sparseness stays finite. Two cells share the program."""
+    import jax
+    import jax.numpy as jnp
+
+    w = np.array([2.0, -1.0, 0.5, 0.0, 0.0, 0.0], np.float32)
+    params = jnp.stack([jnp.asarray(w)] * 2)
+    x = jax.random.uniform(jax.random.key(0), (2, 16, 6), minval=-1, maxval=1)
+    args = dict(m=jnp.array([3, 3]), mask=jnp.ones((2, 6), bool), refs=jnp.zeros((2, 4, 6)),
+                keys=jnp.stack([jax.random.key(1), jax.random.key(2)]))
+    names = ("faithfulness_correlation", "max_sensitivity", "sparseness", "complexity")
+    out = proxy_bench.score_grid(_linear, params, params, x, x * w[None, None], **args, attribute=_Exact(w), names=names,
+                                 cell_by_cell=True)
+    np.testing.assert_allclose(out["proxy_faithfulness_correlation"], 1.0, atol=1e-5)
+    assert (np.asarray(out["proxy_max_sensitivity"]) > 0).all()
+    halves = jnp.round(2 * x) / 2
+    zero = proxy_bench.score_grid(_linear, params, params, halves, jnp.zeros_like(x), **args,
+                                  attribute=_Exact(w, zero=True), names=names, cell_by_cell=False)
+    assert np.isnan(zero["proxy_max_sensitivity"]).all() and np.isnan(zero["proxy_complexity"]).all()
+    assert np.isfinite(zero["proxy_sparseness"]).all()
