@@ -49,7 +49,7 @@ def _add_symbolic(sub) -> None:
                         "memory, attr_peak_bytes, is always reported)")
     p.add_argument("--proxies", default="none", metavar="NAMES",
                    help="also score proxy metrics per cell x method, one results column each: 'all' or "
-                        "comma-separated names of chaosjax.proxy_bench.PROXIES (docs/proxies.md)")
+                        "comma-separated names of chaosjax.tracks.proxy_bench.PROXIES (docs/proxies.md)")
     p.add_argument("--protocol", default="paper", choices=("paper", "corrected"),
                    help="paper: the study's choices, quirks included; corrected: fixed (docs/protocol.md)")
     p.add_argument("--sweep", default=None, help="one ablation axis as one grid: AXIS=v1,v2,... "
@@ -61,7 +61,7 @@ def _add_symbolic(sub) -> None:
 
 
 def _symbolic_config(args):
-    from chaosjax.proxy_bench import resolve_proxies
+    from chaosjax.tracks.proxy_bench import resolve_proxies
     from chaosjax.tracks.symbolic import SymbolicConfig
 
     return SymbolicConfig(

@@ -6,12 +6,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from chaosjax import proxy_bench
-from chaosjax.proxy_bench import PROXIES, proxy_agreement, proxy_columns, resolve_proxies
+from chaosjax.tracks import proxy_bench
+from chaosjax.tracks.proxy_bench import (
+    PROXIES,
+    proxy_agreement,
+    proxy_columns,
+    resolve_proxies,
+)
 from chaosjax.tracks.symbolic import COLUMNS, SymbolicConfig, run
 
 METHODS = ("saliency", "random_baseline")
-TINY = dict(formulas=(0, 3, 6), noise_features=6, n=300, epochs=150, depth=1, width=24, methods=METHODS)
+TINY = {"formulas": (0, 3, 6), "noise_features": 6, "n": 300, "epochs": 150, "depth": 1, "width": 24,
+        "methods": METHODS}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +40,7 @@ def test_resolve_proxies():
 
 
 def test_the_columns_appear_with_proxies_and_are_finite(proxy_run):
-    out, frame = proxy_run
+    out, _ = proxy_run
     written = pd.read_csv(out / "results.csv")
     # Without --proxies the columns are COLUMNS alone (tests/test_symbolic_track.py); with them, one per proxy.
     assert list(written.columns) == list(COLUMNS) + list(proxy_columns(tuple(PROXIES)))
@@ -141,8 +147,8 @@ def test_score_grid_closed_forms_on_a_linear_model():
     w = np.array([2.0, -1.0, 0.5, 0.0, 0.0, 0.0], np.float32)
     params = jnp.stack([jnp.asarray(w)] * 2)
     x = jax.random.uniform(jax.random.key(0), (2, 16, 6), minval=-1, maxval=1)
-    args = dict(m=jnp.array([3, 3]), mask=jnp.ones((2, 6), bool), refs=jnp.zeros((2, 4, 6)),
-                keys=jnp.stack([jax.random.key(1), jax.random.key(2)]))
+    args = {"m": jnp.array([3, 3]), "mask": jnp.ones((2, 6), bool), "refs": jnp.zeros((2, 4, 6)),
+            "keys": jnp.stack([jax.random.key(1), jax.random.key(2)])}
     names = ("faithfulness_correlation", "max_sensitivity", "sparseness", "complexity")
     out = proxy_bench.score_grid(_linear, params, params, x, x * w[None, None], **args, attribute=_Exact(w), names=names,
                                  cell_by_cell=True)

@@ -1,7 +1,7 @@
 """The symbolic report's proxy section: do proxy metrics rank the methods as the ground truth does?
 
 Drawn when a symbolic results table has proxy columns (`chaosjax symbolic --proxies`): the agreement table and a
-heat map (proxy x ground truth, Kendall's tau with its bootstrap CI) from `chaosjax.proxy_bench.proxy_agreement`,
+heat map (proxy x ground truth, Kendall's tau with its bootstrap CI) from `chaosjax.tracks.proxy_bench.proxy_agreement`,
 and the model-randomisation sanity rows when the table has `randomised_functional_precision`.
 """
 
@@ -28,7 +28,7 @@ def has_proxies(frame: pd.DataFrame) -> bool:
 
 
 def _proxy_label(name: str) -> str:
-    from chaosjax.proxy_bench import PROXIES
+    from chaosjax.tracks.proxy_bench import PROXIES
 
     better = PROXIES[name][1]
     return f"{name.replace('_', ' ')} ({'higher' if better else 'lower'} better)"
@@ -36,7 +36,7 @@ def _proxy_label(name: str) -> str:
 
 def draw(frame: pd.DataFrame, figdir: Path, *, formats: Sequence[str]) -> tuple[str, list[Path]]:
     """The section's markdown and figures."""
-    from chaosjax.proxy_bench import PROXIES, proxy_agreement
+    from chaosjax.tracks.proxy_bench import PROXIES, proxy_agreement
 
     md = ["### Do proxy metrics agree with the truth?", ""]
     figures: list[Path] = []
@@ -66,10 +66,10 @@ def draw(frame: pd.DataFrame, figdir: Path, *, formats: Sequence[str]) -> tuple[
         paths = _save(fig, figdir, "symbolic_proxy_agreement", formats)
         figures += paths
         md += [
-            "Each proxy ranks the methods by its mean score over the cells; Kendall's tau-b compares that ranking "
-            "with the ground truth's (1: the same order, -1: reversed, 0: unrelated; a proxy where lower is better "
-            "is negated first). The 95% CI resamples formulas x seeds; `pairs` is the share of method pairs the proxy "
-            "orders as the truth does.", "",
+            ("Each proxy ranks the methods by its mean score over the cells; Kendall's tau-b compares that ranking "
+             "with the ground truth's (1: the same order, -1: reversed, 0: unrelated; a proxy where lower is better "
+             "is negated first). The 95% CI resamples formulas x seeds; `pairs` is the share of method pairs the "
+             "proxy orders as the truth does."), "",
             _image(paths, "proxy x ground truth agreement (Kendall tau)"), "",
         ]
         rows = []
@@ -83,8 +83,8 @@ def draw(frame: pd.DataFrame, figdir: Path, *, formats: Sequence[str]) -> tuple[
         for truth in truths:
             head += [f"τ with {_label(truth)} [95% CI]", "pairs"]
         md += [_table(head, rows), "",
-               f"{n_methods} methods, {n_reps} formulas x seeds; proxies on each cell's first test rows "
-               "(docs/proxies.md, \"The meta-benchmark\").", ""]
+               (f"{n_methods} methods, {n_reps} formulas x seeds; proxies on each cell's first test rows "
+                "(docs/proxies.md, \"The meta-benchmark\")."), ""]
     if "randomised_functional_precision" in frame.columns and frame["randomised_functional_precision"].notna().any():
         md += _sanity(frame)
     return "\n".join(md), figures
@@ -93,7 +93,7 @@ def draw(frame: pd.DataFrame, figdir: Path, *, formats: Sequence[str]) -> tuple[
 def _sanity(frame: pd.DataFrame) -> list[str]:
     """Model-parameter randomisation: every layer re-initialised, the gradient methods' functional precision must
     fall to chance (within `SANITY_TOLERANCE`)."""
-    from chaosjax.proxy_bench import GRADIENT_METHODS
+    from chaosjax.tracks.proxy_bench import GRADIENT_METHODS
 
     rows = []
     for method, group in frame.groupby("method", sort=False):
@@ -107,9 +107,9 @@ def _sanity(frame: pd.DataFrame) -> list[str]:
                      _fmt(float(np.nanmean(randomised)), digits=3), f"{chance:.3f}", f"{gap:+.3f}", verdict])
     return [
         "#### Sanity check: model-parameter randomisation", "",
-        "Every layer of each model re-initialised (a fresh draw of its initialiser): a method that explains the model "
-        f"must lose the predictive columns, so its functional precision falls to chance; the gradient methods must "
-        f"land within {SANITY_TOLERANCE} of it (Adebayo et al. 2018). Methods that do not use gradients are listed "
-        "without a verdict.", "",
+        ("Every layer of each model re-initialised (a fresh draw of its initialiser): a method that explains the "
+         "model must lose the predictive columns, so its functional precision falls to chance; the gradient methods "
+         f"must land within {SANITY_TOLERANCE} of it (Adebayo et al. 2018). Methods that do not use gradients are "
+         "listed without a verdict."), "",
         _table(["method", "functional precision (trained)", "randomised model", "chance", "gap", "check"], rows), "",
     ]

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from chaosjax import attribution, metrics, proxy_bench
+from chaosjax import attribution, metrics
 from chaosjax._progress import Progress, count
 from chaosjax.checks import check_out_dir, diverged
 from chaosjax.data import symbolic as data
@@ -34,6 +34,7 @@ from chaosjax.runs import (  # noqa: F401 (the results helpers, also reached fro
     mean_ci,
     write_results,
 )
+from chaosjax.tracks import proxy_bench
 from chaosjax.train import OPTIMIZERS, fit_grid, progress_to
 
 #: Ground truth each method is scored against (`chaosjax.data.symbolic.ground_truth` method names).
@@ -71,7 +72,7 @@ COLUMNS = (
     "ig_steps_uniform", "attr_run_seconds", "attr_peak_bytes",
     "convergence_every", "topm_mean_overlap", "topm_settled_epoch", "topm_overlap_trace",
 )
-#: Columns `--proxies` adds after them (`chaosjax.proxy_bench.proxy_columns`: those of the proxies asked for).
+#: Columns `--proxies` adds after them (`chaosjax.tracks.proxy_bench.proxy_columns`: those of the proxies asked for).
 OPTIONAL_COLUMNS = proxy_bench.proxy_columns(tuple(proxy_bench.PROXIES))
 _SWEEP_FIELDS = {
     "noise": "noise_features", "n": "n", "depth": "depth", "width": "width", "lr": "learning_rate",
@@ -109,7 +110,7 @@ class SymbolicConfig:
     attribution_batch_size: int | None = None  # draws per chunk; None: 1 on CPU (cache-friendly), all elsewhere
     convergence_every: int = 0  # > 0: also attribute snapshots every K training epochs (global top-m convergence)
     time_passes: bool = False  # run each attribution program once more to time one pass (attr_run_seconds)
-    proxies: tuple[str, ...] = ()  # proxy metrics (chaosjax.proxy_bench.PROXIES) scored per cell x method; () none
+    proxies: tuple[str, ...] = ()  # proxy metrics (chaosjax.tracks.proxy_bench.PROXIES) scored per cell x method; () none
 
     def method_names(self) -> tuple[str, ...]:
         """The methods to run. The default (`methods=None`) is every method of `chaosjax.attribution.METHODS`

@@ -92,6 +92,10 @@ def proxy_columns(names: Sequence[str]) -> tuple[str, ...]:
     return cols + ("proxy_seconds",) if cols else ()
 
 
+def _distance(f, f0, z):
+    return jnp.abs(f(z) - f0)
+
+
 @functools.partial(jax.jit, static_argnames=("apply_fn", "attribute", "names", "cell_by_cell"))
 def score_grid(apply_fn: Callable, params: Any, random_params: Any, x: jax.Array, attributions: jax.Array,
                m: jax.Array, mask: jax.Array, refs: jax.Array, keys: jax.Array, *, attribute: Callable,
@@ -113,21 +117,21 @@ def score_grid(apply_fn: Callable, params: Any, random_params: Any, x: jax.Array
     above a real column, and removing one (value 0, baseline 0) changes nothing.
     """
     def one(p, rp, xg, ag, mm, valid, rg, key):
-        f = lambda z: apply_fn(p, z)[:, 0]  # noqa: E731
+        f = lambda z: apply_fn(p, z)[:, 0]
         a = jnp.where(valid[None, :], ag, 0.0)
 
         def method(g, z, k):  # the method as the grid ran it, on another function of the same inputs
             return jnp.where(valid[None, :], attribute(g, z, rg, k), 0.0)
 
         out = {}
-        k = lambda i: jax.random.fold_in(key, i)  # noqa: E731
+        k = lambda i: jax.random.fold_in(key, i)
         for name in names:
             if name in ("deletion_auc", "insertion_auc"):
                 # A regression output has no "class score" to fall: the curve follows the output's distance from
                 # the baseline's, |f(z) - f(0)|, with the columns moved in order of |a| (which columns matter, as
                 # functional precision asks). Deletion falls to 0, insertion rises from 0.
                 f0 = f(jnp.zeros_like(xg[:1]))
-                distance = lambda z: jnp.abs(f(z) - f0)  # noqa: E731
+                distance = functools.partial(_distance, f, f0)
                 curve = proxies.deletion_auc if name == "deletion_auc" else proxies.insertion_auc
                 v = curve(distance, xg, jnp.abs(a), baseline=0.0)
             elif name == "infidelity":
