@@ -48,6 +48,9 @@ def _add_symbolic(sub) -> None:
     p.add_argument("--time-passes", action="store_true",
                    help="run every attribution program once more to time one pass (attr_run_seconds; the peak "
                         "memory, attr_peak_bytes, is always reported)")
+    p.add_argument("--proxies", default="none", metavar="NAMES",
+                   help="also score proxy metrics per cell x method, one results column each: 'all' or "
+                        "comma-separated names of chaosjax.tracks.proxy_bench.PROXIES (docs/proxies.md)")
     p.add_argument("--protocol", default="paper", choices=("paper", "corrected"),
                    help="paper: the study's choices, quirks included; corrected: fixed (docs/protocol.md)")
     p.add_argument("--sweep", default=None, help="one ablation axis as one grid: AXIS=v1,v2,... "
@@ -59,6 +62,7 @@ def _add_symbolic(sub) -> None:
 
 
 def _symbolic_config(args):
+    from chaosjax.tracks.proxy_bench import resolve_proxies
     from chaosjax.tracks.symbolic import SymbolicConfig
 
     return SymbolicConfig(
@@ -78,6 +82,7 @@ def _symbolic_config(args):
         ig_steps_uniform=args.ig_steps_uniform,
         convergence_every=args.convergence_every,
         time_passes=args.time_passes,
+        proxies=resolve_proxies(args.proxies, "--proxies"),
         protocol=args.protocol,
         sweep=parse_sweep(args.sweep),
     )

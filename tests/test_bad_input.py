@@ -29,6 +29,8 @@ CSV = ["--csv", "{root}/good.csv", "--target", "y"]
 
 SYMBOLIC = [
     ("bad-formula", ["--formulas", "a +* b"], "formula"),
+    ("proxies-unknown", ["--proxies", "road"], "--proxies: unknown proxy 'road'"),
+    ("proxies-twice", ["--proxies", "infidelity,infidelity"], "--proxies"),
     ("formula-index-15", ["--formulas", "0-15"], "out of range"),
     ("formula-index-99", ["--formulas", "99"], "out of range"),
     ("formula-undefined-at-0", ["--formulas", "1/a"], "not finite"),

@@ -12,6 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from chaosjax.report import proxies
 from chaosjax.report._common import (
     _fmt,
     _fmt_values,
@@ -253,4 +254,10 @@ def draw(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *,
         rows.append(row)
     md += ["Functional precision per formula (mean over seeds" + (" and settings" if axes else "") + "):", "",
            _table(head, rows), ""]
+
+    # 4. Proxy metrics against the truth (`chaosjax symbolic --proxies`).
+    if proxies.has_proxies(frame):
+        text, paths = proxies.draw(frame, figdir, formats=formats)
+        md += [text]
+        figures += paths
     return "\n".join(md), figures

@@ -34,6 +34,7 @@ from chaosjax.runs import (  # noqa: F401 (the results helpers, also reached fro
     mean_ci,
     write_results,
 )
+from chaosjax.tracks import proxy_bench
 from chaosjax.train import OPTIMIZERS, fit_grid, progress_to
 
 #: Ground truth each method is scored against (`chaosjax.data.symbolic.ground_truth` method names).
@@ -71,6 +72,8 @@ COLUMNS = (
     "ig_steps_uniform", "attr_run_seconds", "attr_peak_bytes",
     "convergence_every", "topm_mean_overlap", "topm_settled_epoch", "topm_overlap_trace",
 )
+#: Columns `--proxies` adds after them (`chaosjax.tracks.proxy_bench.proxy_columns`: those of the proxies asked for).
+OPTIONAL_COLUMNS = proxy_bench.proxy_columns(tuple(proxy_bench.PROXIES))
 _SWEEP_FIELDS = {
     "noise": "noise_features", "n": "n", "depth": "depth", "width": "width", "lr": "learning_rate",
     "dropout": "dropout", "label-noise": "label_noise", "optimizer": "optimizer",
@@ -107,6 +110,7 @@ class SymbolicConfig:
     attribution_batch_size: int | None = None  # draws per chunk; None: 1 on CPU (cache-friendly), all elsewhere
     convergence_every: int = 0  # > 0: also attribute snapshots every K training epochs (global top-m convergence)
     time_passes: bool = False  # run each attribution program once more to time one pass (attr_run_seconds)
+    proxies: tuple[str, ...] = ()  # proxy metrics (chaosjax.tracks.proxy_bench.PROXIES) scored per cell x method; () none
 
     def method_names(self) -> tuple[str, ...]:
         """The methods to run. The default (`methods=None`) is every method of `chaosjax.attribution.METHODS`
@@ -173,6 +177,7 @@ class SymbolicConfig:
         if unknown or not self.method_names():
             raise ValueError(f"methods: unknown {unknown!r}; expected names from {', '.join(attribution.METHODS)}")
         check_distinct(self.method_names(), "methods")
+        proxy_bench.resolve_proxies(self.proxies, "proxies")
         if self.sweep is not None:
             if not isinstance(self.sweep, (tuple, list)) or len(self.sweep) != 2:
                 raise TypeError(f"sweep: expected (axis, values), got {self.sweep!r}")
@@ -353,23 +358,34 @@ def _settled_epoch(overlap: np.ndarray, m: int, every: int, epochs: int) -> int:
 def _attribute_grid(apply_fn, params, x, refs, keys, *, method: str, options: tuple,
                     cell_by_cell: bool = False) -> jax.Array:
     """`method` on every grid member's test rows: `(G, rows, W)`; one compiled program per method."""
-    kwargs = dict(options)
-    if "method_kwargs" in kwargs:
-        kwargs["method_kwargs"] = dict(kwargs["method_kwargs"])
-    fn = attribution.METHODS[method]
+    run_method = _CellMethod(method, options)
 
     def one(p, xg, rg, key):
-        f = lambda z: apply_fn(p, z)[:, 0]  # noqa: E731
-        extra = {}
-        if method in attribution.NEEDS_KEY:
-            extra["key"] = key
-        if method == "gradient_shap":
-            extra["baselines"] = rg
-        elif method == "deeplift_shap":
-            extra["baselines"] = rg[:DEEPLIFT_SHAP_BASELINES]
-        return fn(f, xg, **kwargs, **extra)
+        return run_method(lambda z: apply_fn(p, z)[:, 0], xg, rg, key)
 
     return _over_cells(one, params, x, refs, keys, cell_by_cell=cell_by_cell)
+
+
+@dataclasses.dataclass(frozen=True)
+class _CellMethod:
+    """`method` with the grid's options as one cell runs it: `(f, x, refs, key) -> attributions` (`refs`: the
+    cell's training rows, GradientSHAP's and DeepLIFT-SHAP's baselines). Hashable: a static argument."""
+
+    method: str
+    options: tuple
+
+    def __call__(self, f, x, refs, key):
+        kwargs = dict(self.options)
+        if "method_kwargs" in kwargs:
+            kwargs["method_kwargs"] = dict(kwargs["method_kwargs"])
+        extra = {}
+        if self.method in attribution.NEEDS_KEY:
+            extra["key"] = key
+        if self.method == "gradient_shap":
+            extra["baselines"] = refs
+        elif self.method == "deeplift_shap":
+            extra["baselines"] = refs[:DEEPLIFT_SHAP_BASELINES]
+        return attribution.METHODS[self.method](f, x, **kwargs, **extra)
 
 
 @functools.partial(jax.jit, static_argnames=("protocol", "cell_by_cell"))
@@ -533,6 +549,10 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
     dead = diverged(trained.losses)
     snapshots = place(trained.snapshots) if trained.snapshots is not None else None
     every = config.convergence_every if snapshots is not None else 0
+    if config.proxies:  # proxy metrics (issue 17) on each cell's first PROXY_ROWS test rows
+        proxy_rows = min(proxy_bench.PROXY_ROWS, grid.x_test.shape[1])
+        random_params = place(jax.vmap(model.init)(jnp.stack([_stream(c, 4) for c in grid.cells])))
+        proxy_keys = place(jnp.stack([_stream(c, 5) for c in grid.cells]))
     rows = []
     truths: dict[str, jax.Array] = {}  # methods that share a truth compute it once
     for method in config.method_names():
@@ -566,6 +586,15 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
         precision, uniform, consistency = score(attr)
         if uniform_attr is not attr:
             uniform = list(score(uniform_attr))[1]
+        proxy_values: dict[str, Any] = {}
+        if config.proxies:
+            start = time.perf_counter()
+            values = proxy_bench.score_grid(
+                model.apply, params, random_params, x_test[:, :proxy_rows], attr[:, :proxy_rows], m, place(grid.mask),
+                refs, proxy_keys, attribute=_CellMethod(method, options), names=tuple(config.proxies),
+                cell_by_cell=one_at_a_time)
+            proxy_values = {c: np.where(dead, np.nan, v) for c, v in jax.device_get(values).items()}
+            proxy_values["proxy_seconds"] = np.full(size, (time.perf_counter() - start) / size)
         overlap = None
         if snapshots is not None:
             overlap = _convergence(snapshots, args, method, options, _global_top_m(attr, m, grid.mask), m, grid.mask,
@@ -608,6 +637,7 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
                 "topm_settled_epoch": (_settled_epoch(overlap[g], int(grid.m[g]), every, config.epochs)
                                        if overlap is not None else np.nan),
                 "topm_overlap_trace": ";".join(str(int(c)) for c in overlap[g]) if overlap is not None else "",
+                **{column: float(v[g]) for column, v in proxy_values.items()},
             })
     return rows
 
@@ -676,7 +706,7 @@ def run(
         start = time.perf_counter()
         rows.extend(run_setting(setting, sweep_axis=axis, progress=Progress(enabled=progress, prefix=prefix)))
         walls.append(time.perf_counter() - start)
-    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame = pd.DataFrame(rows, columns=list(COLUMNS) + list(proxy_bench.proxy_columns(config.proxies)))
     _check_training(frame, config)
     if path is not None:
         write_results(path, frame, track="symbolic", config=config.to_json(), started=started,

@@ -1,0 +1,207 @@
+"""The meta-benchmark: do proxy metrics rank attribution methods as the ground truth does?
+
+Two halves. `score_grid` computes the proxy metrics of `chaosjax.proxies` for one method over a symbolic grid (every
+cell's model, a fixed subsample of its test rows, one compiled program per method, cells one at a time or side by
+side as the attribution grid), which `chaosjax symbolic --proxies` writes as results columns. `proxy_agreement`
+reads such a results table back and scores each proxy's ranking of the methods against the ground truth's
+(Kendall's tau-b with a bootstrap CI over formulas x seeds, `chaosjax.proxies.kendall_agreement`).
+
+Which proxies fit a table (docs/proxies.md, "The meta-benchmark"): deletion and insertion AUC (one column per
+step), infidelity, max-sensitivity, faithfulness correlation, sparseness and complexity. Left out: ROAD (its
+imputation interpolates from a pixel's neighbours; a table's columns have no neighbours), random logit (the
+symbolic models regress one output: there is no other class) and the cascading, layer-by-layer
+model-parameter randomisation (a similarity per layer, not a score that ranks methods). Its endpoint is kept as a
+sanity row instead: `randomisation` re-initialises every layer and scores the method's functional precision on
+that untrained model, which must fall to chance (Adebayo et al. 2018).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from chaosjax import metrics, proxies
+
+__all__ = [
+    "GRADIENT_METHODS",
+    "PROXIES",
+    "PROXY_ROWS",
+    "proxy_agreement",
+    "proxy_columns",
+    "resolve_proxies",
+    "score_grid",
+]
+
+#: Proxy name (`--proxies`) -> (results column, whether higher is better; None for the sanity row, which ranks
+#: nothing).
+PROXIES: dict[str, tuple[str, bool | None]] = {
+    "deletion_auc": ("proxy_deletion_auc", False),
+    "insertion_auc": ("proxy_insertion_auc", True),
+    "infidelity": ("proxy_infidelity", False),
+    "max_sensitivity": ("proxy_max_sensitivity", False),
+    "faithfulness_correlation": ("proxy_faithfulness_correlation", True),
+    "sparseness": ("proxy_sparseness", True),
+    "complexity": ("proxy_complexity", False),
+    "randomisation": ("randomised_functional_precision", None),
+}
+#: Test rows each cell's proxies are computed on: its first `PROXY_ROWS` (the split is already random).
+PROXY_ROWS = 128
+#: Settings (docs/proxies.md): infidelity's Gaussian draws and std (Captum's `normalize=True`, so a method's scale
+#: does not count), max-sensitivity's draws and L_inf radius (features lie in [-1, 1]), faithfulness correlation's
+#: subsets (a quarter of the columns each).
+INFIDELITY_SAMPLES, INFIDELITY_STDEV = 32, 0.1
+SENSITIVITY_SAMPLES, SENSITIVITY_RADIUS = 8, 0.2
+FAITHFULNESS_RUNS = 64
+#: Methods computed from gradients of the model: the randomisation check's subjects.
+GRADIENT_METHODS = ("saliency", "smoothgrad", "input_x_gradient", "integrated_gradients", "gradient_shap",
+                    "deeplift", "guided_backprop", "deeplift_shap")
+
+
+def resolve_proxies(names: Any, argname: str = "proxies") -> tuple[str, ...]:
+    """The proxy names of `names`: None or "none" -> (); "all" -> every name of `PROXIES`; a comma-separated
+    string or a sequence -> those names, checked. Raises ValueError naming `argname` for an unknown or repeated
+    name."""
+    if names is None:
+        return ()
+    if isinstance(names, str):
+        text = names.strip()
+        if text in ("", "none"):
+            return ()
+        if text == "all":
+            return tuple(PROXIES)
+        names = [s.strip() for s in text.split(",") if s.strip()]
+    if not isinstance(names, (tuple, list)):
+        raise TypeError(f"{argname}: expected proxy names (a sequence, 'all' or 'none'), got {names!r}")
+    unknown = [n for n in names if n not in PROXIES]
+    if unknown:
+        raise ValueError(f"{argname}: unknown proxy {', '.join(map(repr, unknown))}; expected 'all', 'none' or "
+                         f"names from {', '.join(PROXIES)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{argname}: a proxy is named twice in {', '.join(names)}")
+    return tuple(names)
+
+
+def proxy_columns(names: Sequence[str]) -> tuple[str, ...]:
+    """The results columns `names` add (in `PROXIES` order), and `proxy_seconds` when there are any."""
+    cols = tuple(col for name, (col, _) in PROXIES.items() if name in names)
+    return cols + ("proxy_seconds",) if cols else ()
+
+
+def _distance(f, f0, z):
+    return jnp.abs(f(z) - f0)
+
+
+@functools.partial(jax.jit, static_argnames=("apply_fn", "attribute", "names", "cell_by_cell"))
+def score_grid(apply_fn: Callable, params: Any, random_params: Any, x: jax.Array, attributions: jax.Array,
+               m: jax.Array, mask: jax.Array, refs: jax.Array, keys: jax.Array, *, attribute: Callable,
+               names: tuple[str, ...], cell_by_cell: bool) -> dict[str, jax.Array]:
+    """The proxies `names` of one method on every cell: `{column: (cells,)}`, each the mean over the rows.
+
+    Args:
+      apply_fn: the model, `(params, x) -> (rows, 1)`.
+      params, random_params: each cell's trained parameters and a fresh initialisation (leading axis: cells).
+      x: each cell's rows `(cells, rows, W)`; attributions: the method's attributions of them, same shape.
+      m: predictive columns per cell `(cells,)`; mask: real (not padding) columns `(cells, W)`.
+      refs, keys: each cell's reference rows and PRNG key, as the attribution grid passes them.
+      attribute: `(params, x, refs, key) -> attributions`, the method as the grid runs it (hashable).
+      names: proxies of `PROXIES`.
+      cell_by_cell: cells one at a time (a `lax.map`, CPU) or side by side (a `vmap`).
+
+    Rows where a metric is undefined (not finite: the relative change of an all-zero attribution) are left out of
+    its mean. Padding columns (a grid pads narrower formulas with zero columns) get attribution 0, so they are never ranked
+    above a real column, and removing one (value 0, baseline 0) changes nothing.
+    """
+    def one(p, rp, xg, ag, mm, valid, rg, key):
+        f = lambda z: apply_fn(p, z)[:, 0]
+        a = jnp.where(valid[None, :], ag, 0.0)
+
+        def method(g, z, k):  # the method as the grid ran it, on another function of the same inputs
+            return jnp.where(valid[None, :], attribute(g, z, rg, k), 0.0)
+
+        out = {}
+        k = lambda i: jax.random.fold_in(key, i)
+        for name in names:
+            if name in ("deletion_auc", "insertion_auc"):
+                # A regression output has no "class score" to fall: the curve follows the output's distance from
+                # the baseline's, |f(z) - f(0)|, with the columns moved in order of |a| (which columns matter, as
+                # functional precision asks). Deletion falls to 0, insertion rises from 0.
+                f0 = f(jnp.zeros_like(xg[:1]))
+                distance = functools.partial(_distance, f, f0)
+                curve = proxies.deletion_auc if name == "deletion_auc" else proxies.insertion_auc
+                v = curve(distance, xg, jnp.abs(a), baseline=0.0)
+            elif name == "infidelity":
+                v = proxies.infidelity(f, xg, a, key=k(0), samples=INFIDELITY_SAMPLES, stdev=INFIDELITY_STDEV,
+                                       normalize=True)
+            elif name == "max_sensitivity":
+                # Every re-attribution with one key, the one of the reference at x: the score is the change the
+                # input moves, not the method's own sampling noise (a fresh draw would count that as sensitivity).
+                fixed = functools.partial(method, k=k(4))
+                v = proxies.max_sensitivity(f, xg, fixed(f, xg), fixed, key=k(1), samples=SENSITIVITY_SAMPLES,
+                                            radius=SENSITIVITY_RADIUS, batch_size=1)
+            elif name == "faithfulness_correlation":
+                v = proxies.faithfulness_correlation(f, xg, a, key=k(2), runs=FAITHFULNESS_RUNS,
+                                                     subset_size=max(1, xg.shape[1] // 4))
+            elif name == "sparseness":
+                v = proxies.sparseness(a)
+            elif name == "complexity":
+                v = proxies.complexity(a)
+            elif name == "randomisation":
+                moved = method(lambda z: apply_fn(rp, z)[:, 0], xg, k(3))
+                v = metrics.functional_precision(moved, mm, valid=valid)[None]
+            else:  # resolve_proxies guards the names
+                raise ValueError(f"unknown proxy {name!r}")
+            # A row where the metric is undefined (max-sensitivity or complexity of an all-zero attribution, which
+            # LIME returns for some rows; a faithfulness correlation without variance) is left out of the mean.
+            out[PROXIES[name][0]] = jnp.nanmean(jnp.where(jnp.isfinite(v), v, jnp.nan))
+        return out
+
+    args = (params, random_params, x, attributions, m, mask, refs, keys)
+    if cell_by_cell:
+        return jax.lax.map(lambda a: one(*a), args)
+    return jax.vmap(one)(*args)
+
+
+# ------------------------------------------------------------------------------------------- the meta-benchmark
+
+#: Ground-truth scores the proxies are scored against.
+TRUTHS = ("functional_precision", "uniform_score")
+#: Columns that make a replicate (a cell of the grid); the rows of `kendall_agreement`.
+_REPLICATE = ("formula", "seed", "noise_features", "n", "depth", "width", "lr", "optimizer", "dropout",
+              "label_noise", "epochs", "protocol")
+
+
+def proxy_agreement(frame: Any, *, truths: Sequence[str] = TRUTHS, resamples: int = 1000, seed: int = 0,
+                    level: float = 0.95):
+    """Per proxy column of a symbolic results table and per ground truth: does the proxy rank the methods as the
+    truth does? A DataFrame with one row per (proxy, truth): `proxy` (the name of `PROXIES`), `truth`,
+    `higher_is_better`, `tau` (Kendall's tau-b between the methods' mean proxy and mean truth score), `low`,
+    `high` (bootstrap percentile CI at `level` over replicates: formulas x seeds x settings), `pairs` (share of
+    method pairs ordered alike, ties half) and `methods`, `replicates`. A proxy where lower is better (deletion
+    AUC, infidelity, max-sensitivity, complexity) has its sign flipped first, so tau 1 always means "agrees".
+    Methods without a ground truth of their own (`random_baseline`) are kept: a proxy should rank them last too.
+    Raises ValueError if the table has no proxy columns or fewer than 2 methods."""
+    import pandas as pd
+
+    present = [(name, col, better) for name, (col, better) in PROXIES.items()
+               if better is not None and col in frame.columns]
+    if not present:
+        raise ValueError("proxy_agreement: the table has no proxy columns (run `chaosjax symbolic --proxies all`)")
+    missing = [t for t in truths if t not in frame.columns]
+    if missing or "method" not in frame.columns:
+        raise ValueError(f"proxy_agreement: the table lacks {missing or ['method']}")
+    keys = [c for c in _REPLICATE if c in frame.columns]
+    rows = []
+    for name, col, better in present:
+        for truth in truths:
+            wide_p = frame.pivot_table(index=keys, columns="method", values=col, aggfunc="mean", dropna=False)
+            wide_t = frame.pivot_table(index=keys, columns="method", values=truth, aggfunc="mean", dropna=False)
+            wide_t = wide_t.reindex(index=wide_p.index, columns=wide_p.columns)
+            result = proxies.kendall_agreement(wide_p.to_numpy(np.float64), wide_t.to_numpy(np.float64),
+                                               higher_is_better=better, resamples=resamples, seed=seed, level=level)
+            rows.append({"proxy": name, "truth": truth, "higher_is_better": better, **result})
+    return pd.DataFrame(rows)
