@@ -672,6 +672,7 @@ def run_setting(config: SymbolicConfig, *, sweep_axis: str = "", progress: Progr
         # Training ticks report (epoch, of) across the grid's groups; as epochs of all models together.
         with progress_to(lambda epoch, of: phase.set(epoch * models * epochs // of)):
             trained = train_grid(config, grid)
+        phase.set(models * epochs)  # the ticks fall every ~2% of a run, not necessarily on its last epoch
     methods = config.method_names()
     with progress.phase(f"attribute {count(models, 'model')}", total=len(methods), unit="methods") as phase:
         return attribute_grid(config, grid, trained, sweep_axis=sweep_axis, on_method=phase.item)
