@@ -97,7 +97,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import functools
 import itertools
 import json
 import os
@@ -119,62 +118,11 @@ import jax.numpy as jnp
 from chaosjax import _journal, runs
 from chaosjax._placement import GridPlacement
 from chaosjax._progress import Progress
-from chaosjax.tracks import symbolic as sym
+from chaosjax import tracks
+from chaosjax.tracks import Chunk
 
-TRACKS = ("symbolic", "vision", "audio", "rfe")
 _SWEEP_KEYS = {"chunk_size", "combine"}
 COMBINE = ("product", "each")  # how list-valued axes make settings; see `_combinations`
-# Tracks run by their own functions: vision and audio one chunk per setting x model x condition (its seeds side
-# by side), RFE one chunk per setting (all its eliminations are one program). Their TOML keys are the
-# config's field names; these fields take lists without being axes.
-_TUPLE_FIELDS = {"vision": ("conditions", "models", "methods", "seeds"),
-                 "audio": ("conditions", "models", "methods", "seeds", "speakers"),
-                 "rfe": ("formulas", "methods", "baselines", "schedules", "seeds")}
-# TOML key -> SymbolicConfig field; the axes a list may sweep.
-_SYMBOLIC_KEYS = {
-    "formulas": "formulas", "seeds": "seeds", "methods": "methods", "noise": "noise_features", "n": "n",
-    "depth": "depth", "width": "width", "activation": "activation", "lr": "learning_rate",
-    "optimizer": "optimizer", "dropout": "dropout", "label_noise": "label_noise", "epochs": "epochs",
-    "ig_steps": "ig_steps", "smoothgrad_samples": "smoothgrad_samples", "shap_samples": "shap_samples",
-    "protocol": "protocol",
-}
-_AXES = ("noise", "n", "depth", "width", "activation", "lr", "optimizer", "dropout", "label_noise", "epochs")
-_RESULT_COLUMN = {"noise": "noise_features", "activation": "model"}  # axis -> results.csv column
-_SWEEP_AXIS = {"label_noise": "label-noise"}  # axis -> its name in the sweep_axis column (the CLI's `--sweep`)
-
-
-@dataclasses.dataclass(frozen=True)
-class Chunk:
-    """Cells computed together: symbolic cells of one setting; one (model, condition) of a vision or audio
-    setting with all its seeds (`setting` names that one model and condition); or one RFE setting. `cells` is
-    empty but for symbolic chunks."""
-
-    id: str
-    setting: Any  # SymbolicConfig, VisionConfig, AudioConfig or RFEConfig
-    cells: tuple[sym.Cell, ...] = ()
-    track: str = "symbolic"
-    axes: tuple[str, ...] = ()  # a runner-run track's swept fields: written as columns of its rows
-    sweep_axes: tuple[str, ...] = ()  # combine = "each": the axes whose one-at-a-time sweep holds this setting
-    setting_index: int = 0  # which of its track's settings
-
-    @property
-    def size(self) -> int:
-        """Cells in the chunk (vision and audio: its seeds; RFE: datasets x seeds)."""
-        if self.track == "symbolic":
-            return len(self.cells)
-        if self.track == "rfe":
-            datasets = len(self.setting.formulas) if self.setting.dataset == "symbolic" else 1
-            return datasets * len(self.setting.seeds)
-        return len(self.setting.seeds)
-
-    @property
-    def label(self) -> str:
-        if self.track == "symbolic":
-            return (f"{self.cells[0].label}..{self.cells[-1].label} "
-                    f"seeds {sorted({c.seed for c in self.cells})}")
-        if self.track == "rfe":
-            return f"rfe {self.setting.dataset}"
-        return f"{self.track} {self.setting.models[0]} {self.setting.conditions[0]}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,25 +136,15 @@ class SweepPlan:
 
     @property
     def tracks(self) -> tuple[str, ...]:
-        return tuple(t for t in TRACKS if t in self.spec)
+        return tuple(t for t in tracks.names() if t in self.spec)
 
     @property
     def columns(self) -> tuple[str, ...]:
         """The results file's columns: the union of the tracks' columns, in track order, then any swept field a
         track's own columns lack (e.g. vision's ``learning_rate``), so that every row names its setting."""
-        own = [c for t in self.tracks for c in _columns(t)]
-        swept = [a for t in self.tracks if t != "symbolic" for a in self.spec[t]["axes"]]
+        own = [c for t in self.tracks for c in tracks.get(t).columns]
+        swept = [a for c in self.chunks for a in c.axes]
         return tuple(dict.fromkeys(own + swept))
-
-
-def _track_module(track: str):
-    from chaosjax.tracks import audio, rfe, vision
-
-    return {"symbolic": sym, "vision": vision, "audio": audio, "rfe": rfe}[track]
-
-
-def _columns(track: str) -> tuple[str, ...]:
-    return tuple(_track_module(track).COLUMNS)
 
 
 def load_toml(path: str | os.PathLike) -> dict[str, Any]:
@@ -336,9 +274,10 @@ def _plan(description: Mapping[str, Any]) -> SweepPlan:
     if not isinstance(description, Mapping):
         raise TypeError(f"sweep: a description is a dict of tables, got {type(description).__name__}")
     description = dict(description)
-    unknown_tables = [k for k in description if k != "sweep" and k not in TRACKS]
+    known = tracks.names()
+    unknown_tables = [k for k in description if k != "sweep" and k not in known]
     if unknown_tables:
-        raise ValueError(f"sweep: unknown track {unknown_tables[0]!r}; tracks a sweep can run: {', '.join(TRACKS)}")
+        raise ValueError(f"sweep: unknown track {unknown_tables[0]!r}; tracks a sweep can run: {', '.join(known)}")
     options = _table(description, "sweep")
     for key in options:
         if key not in _SWEEP_KEYS:
@@ -350,18 +289,15 @@ def _plan(description: Mapping[str, Any]) -> SweepPlan:
     if not isinstance(combine, str) or combine not in COMBINE:
         raise ValueError(f"sweep: [sweep].combine must be one of {', '.join(map(repr, COMBINE))}, "
                          f"got {_shown(combine)}")
-    if not any(t in description for t in TRACKS):
-        raise ValueError(f"sweep: empty grid: no track table (add one of {', '.join(f'[{t}]' for t in TRACKS)})")
+    if not any(t in description for t in known):
+        raise ValueError(f"sweep: empty grid: no track table (add one of {', '.join(f'[{t}]' for t in known)})")
     spec: dict[str, Any] = {"sweep": {"chunk_size": chunk_size}}
     if combine != "product":  # recorded only when set, so that directories of earlier sweeps still resume
         spec["sweep"]["combine"] = combine
     chunks: list[Chunk] = []
-    if "symbolic" in description:
-        spec["symbolic"], symbolic_chunks = _plan_symbolic(_table(description, "symbolic"), chunk_size, combine)
-        chunks.extend(symbolic_chunks)
-    for track in _TUPLE_FIELDS:
-        if track in description:
-            spec[track], track_chunks = _plan_cells(track, _table(description, track), combine)
+    for name in known:
+        if name in description:
+            spec[name], track_chunks = _plan_track(tracks.get(name), _table(description, name), chunk_size, combine)
             chunks.extend(track_chunks)
     if not chunks:
         raise ValueError("sweep: empty grid")
@@ -388,123 +324,68 @@ def _distinct(settings: list[tuple[Any, str | None]]) -> list[tuple[Any, tuple[s
     return [(setting, tuple(axes)) for setting, axes in first.values()]
 
 
-def _plan_symbolic(table: dict[str, Any], chunk_size: int, combine: str = "product"
-                   ) -> tuple[dict[str, Any], list[Chunk]]:
-    for key in table:
-        if key not in _SYMBOLIC_KEYS:
-            raise ValueError(f"sweep: unknown key [symbolic].{key}; expected one of {', '.join(_SYMBOLIC_KEYS)}")
+def _field_value(track: tracks.Track, key: str, field: str, value: Any, hint: Any, where: str) -> Any:
+    """A fixed (not swept) TOML value as the config field's value: the track's own parser, a seeds or formulas
+    range, ``methods = "all"``, or a list field's values; the type checked against the field's."""
+    if field in track.parsers:
+        return track.parsers[field](value, where)
+    if field == "seeds":
+        return _int_list(value, where)
+    if field == "formulas":
+        return _formulas(value, where)
+    if field == "methods" and value == "all":
+        return None
+    if field in track.list_fields:
+        values = value if isinstance(value, list) else [value]
+        _check_type(where, values, hint, axis=False, written=value)
+        return tuple(values)
+    _check_type(where, value, hint, axis=False)
+    return value
 
-    hints = typing.get_type_hints(sym.SymbolicConfig)
+
+def _plan_track(track: tracks.Track, table: dict[str, Any], chunk_size: int, combine: str = "product"
+                ) -> tuple[dict[str, Any], list[Chunk]]:
+    """One track's table: its config's fields (`Track.toml_keys`); a list on a key of `Track.axes` (default: any
+    field not in `Track.list_fields`) makes an axis. Returns the track's spec and its chunks."""
+    name, keys = track.name, track.toml_keys()
+    hints = typing.get_type_hints(track.config)
+    axes_allowed = track.axes if track.axes is not None else [k for k, f in keys.items() if f not in track.list_fields]
     fixed: dict[str, Any] = {}
     axes: dict[str, list] = {}
     for key, value in table.items():
-        field, where = _SYMBOLIC_KEYS[key], f"[symbolic].{key}"
-        if key == "formulas":
-            fixed[field] = _formulas(value, where)
-        elif key == "seeds":
-            fixed[field] = _int_list(value, where)
-        elif key == "methods":
-            if value == "all":
-                fixed[field] = None
-            else:
-                names = [value] if isinstance(value, str) else value
-                _check_type(where, names, hints[field], axis=False, written=value)
-                fixed[field] = tuple(names)
-        elif isinstance(value, list):
-            if key not in _AXES:
-                raise ValueError(f"sweep: [symbolic].{key} cannot be a list; axes are {', '.join(_AXES)}")
+        if key not in keys:
+            raise ValueError(f"sweep: unknown key [{name}].{key}; expected one of {', '.join(keys)}")
+        field, where = keys[key], f"[{name}].{key}"
+        if isinstance(value, list) and key in axes_allowed and field not in track.parsers:
             if not value:
-                raise ValueError(f"sweep: empty grid: [symbolic].{key} is an empty list")
+                raise ValueError(f"sweep: empty grid: [{name}].{key} is an empty list")
             _check_type(where, value, hints[field], axis=True)
             axes[key] = value
+        elif isinstance(value, list) and field not in track.list_fields and field not in track.parsers \
+                and field not in ("seeds", "formulas"):
+            raise ValueError(f"sweep: [{name}].{key} cannot be a list; axes are {', '.join(axes_allowed)}")
         else:
-            _check_type(where, value, hints[field], axis=False)
-            fixed[field] = value
-    for key in ("formulas", "seeds"):
-        if key in fixed and not fixed[key]:
-            raise ValueError(f"sweep: empty grid: [symbolic].{key} is empty")
-
+            fixed[field] = _field_value(track, key, field, value, hints[field], where)
+    for field in ("formulas", "conditions", "models", "seeds"):
+        if field in fixed and fixed[field] is not None and not fixed[field]:
+            key = next(k for k, f in keys.items() if f == field)
+            raise ValueError(f"sweep: empty grid: [{name}].{key} is empty")
     try:
-        base = sym.SymbolicConfig(**fixed)
+        base = track.config(**fixed)
     except TypeError as err:
-        raise ValueError(f"sweep: {err}") from None
+        raise ValueError(f"sweep: [{name}]: {err}") from None
     settings = []
     for overrides, axis in _combinations(axes, combine):
-        setting = dataclasses.replace(base, **{_SYMBOLIC_KEYS[k]: v for k, v in overrides.items()})
+        setting = dataclasses.replace(base, **{keys[k]: v for k, v in overrides.items()})
         try:
             setting.validate()
         except (ValueError, TypeError) as err:
-            raise ValueError(f"sweep: [symbolic].{err}") from None
+            raise ValueError(f"sweep: [{name}].{err}") from None
         settings.append((setting, axis))
     chunks = []
-    for s, (setting, on_axes) in enumerate(_distinct(settings)):
-        cells = sym.cells_of(setting)
-        for c in range(0, len(cells), chunk_size):
-            chunks.append(Chunk(f"s{s}-c{c // chunk_size}", setting, tuple(cells[c:c + chunk_size]),
-                                sweep_axes=tuple(_SWEEP_AXIS.get(a, a) for a in on_axes), setting_index=s))
-    spec = {"fixed": json.loads(json.dumps(base.to_json(), default=str)),
-            "axes": {k: list(v) for k, v in axes.items()}}
-    return spec, chunks
-
-
-def _plan_cells(track: str, table: dict[str, Any], combine: str = "product") -> tuple[dict[str, Any], list[Chunk]]:
-    """A vision, audio or RFE table: config fields; a list on a field not in `_TUPLE_FIELDS` makes an axis."""
-    config_type = getattr(_track_module(track), {"vision": "VisionConfig", "audio": "AudioConfig",
-                                                  "rfe": "RFEConfig"}[track])
-    fields = [f.name for f in dataclasses.fields(config_type)]
-    hints = typing.get_type_hints(config_type)
-    tuple_fields = _TUPLE_FIELDS[track]
-    fixed: dict[str, Any] = {}
-    axes: dict[str, list] = {}
-    for key, value in table.items():
-        if key not in fields:
-            raise ValueError(f"sweep: unknown key [{track}].{key}; expected one of {', '.join(fields)}")
-        where = f"[{track}].{key}"
-        if key == "seeds":
-            fixed[key] = _int_list(value, where)
-        elif key == "methods" and value == "all":
-            from chaosjax import attribution
-
-            fixed[key] = tuple(attribution.METHODS) if track == "rfe" else None
-        elif key == "formulas":
-            fixed[key] = _formulas(value, where)
-        elif key in tuple_fields:
-            values = value if isinstance(value, list) else [value]
-            _check_type(where, values, hints[key], axis=False, written=value)
-            fixed[key] = tuple(values)
-        elif isinstance(value, list):
-            if not value:
-                raise ValueError(f"sweep: empty grid: [{track}].{key} is an empty list")
-            _check_type(where, value, hints[key], axis=True)
-            axes[key] = value
-        else:
-            _check_type(where, value, hints[key], axis=False)
-            fixed[key] = value
-    for key in ("conditions", "models", "seeds"):
-        if key in fixed and not fixed[key]:
-            raise ValueError(f"sweep: empty grid: [{track}].{key} is empty")
-    try:
-        base = config_type(**fixed)
-    except TypeError as err:
-        raise ValueError(f"sweep: [{track}]: {err}") from None
-    settings = []
-    for overrides, axis in _combinations(axes, combine):
-        setting = dataclasses.replace(base, **overrides)
-        try:
-            setting.validate()
-        except (ValueError, TypeError) as err:
-            raise ValueError(f"sweep: [{track}].{err}") from None
-        settings.append((setting, axis))
-    chunks = []
-    for s, (setting, _) in enumerate(_distinct(settings)):
-        if track == "rfe":
-            chunks.append(Chunk(f"rfe-s{s}", setting, track=track, axes=tuple(axes), setting_index=s))
-            continue
-        for model in setting.models:
-            for condition in setting.conditions:
-                one = dataclasses.replace(setting, models=(model,), conditions=(condition,))
-                chunks.append(Chunk(f"{track}-s{s}-{model}-{condition}", one, track=track, axes=tuple(axes),
-                                    setting_index=s))
+    for index, (setting, on_axes) in enumerate(_distinct(settings)):
+        chunks.extend(track.split(setting, index, chunk_size=chunk_size, axes=tuple(keys[k] for k in axes),
+                                  sweep_axes=on_axes))
     spec = {"fixed": json.loads(json.dumps(base.to_json(), default=str)),
             "axes": {k: list(v) for k, v in axes.items()}}
     return spec, chunks
@@ -557,7 +438,7 @@ class _Store:
     #: not finish.
     MARKER = "chaosjax.json"
 
-    def __init__(self, path: Path, host: int, hosts: int, columns: tuple[str, ...] = tuple(sym.COLUMNS),
+    def __init__(self, path: Path, host: int, hosts: int, columns: tuple[str, ...] = (),
                  notify=_notify):
         self.path = path
         self.columns = list(columns)
@@ -747,77 +628,17 @@ def _chunk_records(path: Path) -> dict[str, dict]:
     return {r["chunk"]: r for log in sorted(path.glob("progress*.jsonl")) for r in _journal.read_journal(log)[0]}
 
 
-def _unpadded(rows: list[dict], padded: int, real: int) -> list[dict]:
-    """Rows of the real members only: each method's rows come in member order, `padded` of them, the copies last."""
-    return [r for i, r in enumerate(rows) if i % padded < real]
+@dataclasses.dataclass
+class _ChunkRun:
+    """What a track's `compute` gets (`chaosjax.tracks.ChunkRun`): the placement, and the chunk's checkpoint."""
 
+    place: GridPlacement
+    store: _Store
+    lock: threading.Lock
+    chunk_id: str
 
-def _symbolic_template(chunk: Chunk) -> dict[str, Any]:
-    """What a symbolic chunk's checkpoint holds (its real cells' params and losses); traced for shapes only."""
-    return {"params": sym.init_cells(chunk.setting, chunk.cells),
-            "losses": jnp.zeros((len(chunk.cells), chunk.setting.epochs), jnp.float32)}
-
-
-def _compute_symbolic(chunk: Chunk, store: _Store, lock: threading.Lock, place: GridPlacement):
-    """Trains (or restores) and attributes a symbolic chunk, its cells padded to the device count."""
-    cells = place.pad(chunk.cells)
-    real = len(chunk.cells)
-    t0 = time.perf_counter()
-    grid = sym.build_grid(chunk.setting, cells)
-    template = functools.partial(_symbolic_template, chunk)
-
-    def train():
-        trained = sym.train_grid(chunk.setting, grid, place=place)
-        return {"params": trained.params, "losses": trained.losses}, trained.seconds
-
-    tree, seconds, restored = _cached_training(store, lock, chunk.id, template, train, real, len(cells))
-    trained = sym.Trained(tree["params"], tree["losses"], seconds)
-    t1 = time.perf_counter()
-    rows = _unpadded(sym.attribute_grid(chunk.setting, grid, trained, place=place), len(cells), real)
-    if chunk.sweep_axes:  # combine = "each": the rows of every axis this setting lies on, as separate sweeps give
-        rows = [{**r, "sweep_axis": axis} for axis in chunk.sweep_axes for r in rows]
-    return rows, {"train": t1 - t0, "attribute": time.perf_counter() - t1, "restored": restored}
-
-
-def _compute_cells(chunk: Chunk, store: _Store, lock: threading.Lock, place: GridPlacement):
-    """A vision or audio (model, condition), or an RFE setting, through the track's own functions, the seeds (RFE:
-    its eliminations) split across the local devices. A vision or audio chunk's trained seeds are checkpointed
-    before attribution; an RFE chunk (every round retrains and ranks) reruns whole if killed."""
-    start = time.perf_counter()
-    setting = chunk.setting
-    module = _track_module(chunk.track)
-    if chunk.track == "rfe":
-        rows = module.run(setting, progress=False, place=place).to_dict("records")
-        seconds = {"train_and_attribute": time.perf_counter() - start, "restored": False}
-    else:
-        model, condition = setting.models[0], setting.conditions[0]
-        real = len(setting.seeds)
-        # Seeds padded to the device count with copies of the last (a config no user could pass: seeds repeat).
-        padded = dataclasses.replace(setting, seeds=tuple(place.pad(setting.seeds)))
-        if chunk.track == "vision":
-            data = module.datasets(padded, condition)
-            init = functools.partial(module.init_cell, setting, model, condition)
-        else:
-            data = module.cell_data(padded, condition)
-            init = functools.partial(module.init_cell, setting, model)
-
-        def template():
-            return {"variables": init(), "losses": jnp.zeros((real, setting.steps), jnp.float32)}
-
-        def train():
-            trained = module.train_cell(padded, model, condition, data=data, place=place)
-            return {"variables": trained.variables, "losses": trained.losses}, trained.seconds
-
-        tree, train_seconds, restored = _cached_training(store, lock, chunk.id, template, train, real,
-                                                         len(padded.seeds))
-        t1 = time.perf_counter()
-        trained = module.Trained(tree["variables"], tree["losses"], train_seconds)
-        rows = _unpadded(module.attribute_cell(padded, model, condition, trained, data=data, place=place),
-                         len(padded.seeds), real)
-        seconds = {"train": t1 - start, "attribute": time.perf_counter() - t1, "restored": restored}
-    for row in rows:
-        row.update({axis: getattr(setting, axis) for axis in chunk.axes})
-    return rows, seconds
+    def trained(self, template, train, real: int, padded: int) -> tuple[Any, float, bool]:
+        return _cached_training(self.store, self.lock, self.chunk_id, template, train, real, padded)
 
 
 def _checkpointer():
@@ -893,7 +714,7 @@ def _check_directory(path: Path, spec: dict, force_new: bool, move: bool = True)
         return
     elif not force_new:
         differing = []
-        for track in TRACKS:
+        for track in tracks.names():
             before, now = old.get(track, {}), spec.get(track, {})
             before, now = (before if isinstance(before, dict) else {}), (now if isinstance(now, dict) else {})
             if before.get("axes") != now.get("axes"):
@@ -1048,9 +869,7 @@ def _run_chunks(sweep_plan: SweepPlan, mine: list[Chunk], done: dict, store: _St
 
     def compute(chunk: Chunk):
         """Trains (or restores) and attributes one chunk; returns its real cells' rows and timings."""
-        if chunk.track == "symbolic":
-            return _compute_symbolic(chunk, store, checkpoint_lock, place)
-        return _compute_cells(chunk, store, checkpoint_lock, place)
+        return tracks.get(chunk.track).compute(chunk, _ChunkRun(place, store, checkpoint_lock, chunk.id))
 
     cells = Progress(enabled=progress).phase(f"sweep: {len(todo)} of {len(mine)} chunks to run",
                                              total=sum(c.size for c in mine), unit="cells",
@@ -1153,23 +972,11 @@ def add_cli(sub) -> None:
         frame = run(description, args.out, force_new=args.force_new, progress=not args.quiet,
                     workers=args.workers, source=args.config)
         spec = sweep_plan.spec
-        for track in TRACKS:
-            if track not in spec or not len(frame):
-                continue
-            rows = frame.loc[frame["track"] == track, list(_columns(track))]
-            if not len(rows):
-                continue
-            if track == "symbolic" and spec["sweep"].get("combine") == "each":
-                for axis in spec["symbolic"]["axes"]:  # one table per axis, as its own sweep would print
-                    column = _RESULT_COLUMN.get(axis, axis)
-                    one = frame.loc[(frame["track"] == track) & (frame["sweep_axis"] == _SWEEP_AXIS.get(axis, axis))]
-                    one = one.sort_values(column, kind="stable")  # the axis in order, the shared setting in place
-                    print(sym.summary_table(one[list(_columns(track))], by=[column]))
-            elif track == "symbolic":
-                axes = [_RESULT_COLUMN.get(k, k) for k in spec["symbolic"]["axes"]]
-                print(sym.summary_table(rows, by=axes))
-            else:
-                print(_track_module(track).summary_table(rows))
+        combine = spec["sweep"].get("combine", "product")
+        for name in sweep_plan.tracks:
+            rows = frame.loc[frame["track"] == name] if len(frame) else frame
+            if len(rows):
+                print(tracks.get(name).summary_table(rows, {**spec[name], "combine": combine}))
         if not len(frame):
             print("no results")
         print(f"\nresults: {args.out}/results.csv")

@@ -6,6 +6,7 @@ Placeholders in the argv: {out} a fresh path under the test's tmp_path, {root}/.
 The TOML contents of a sweep are the sweep's own tests; here, the sweep's command-line flags.
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from chaosjax import cli
+from chaosjax import cli, tracks
 from chaosjax import report as rp
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -443,7 +444,7 @@ def test_an_unexpected_error_in_a_report_drawing_is_internal_and_leaves_no_figur
     def broken(*args, **kwargs):
         raise TypeError("unsupported operand type(s) for +: 'NoneType' and 'int'")
 
-    monkeypatch.setitem(rp._REPORTERS, "symbolic", broken)
+    monkeypatch.setitem(tracks._REGISTRY, "symbolic", dataclasses.replace(tracks.get("symbolic"), draw=broken))
     code = cli.main(["report", str(target)])
     err = capsys.readouterr().err
     assert code == 1 and "internal error (TypeError)" in err and "Traceback" in err

@@ -23,7 +23,7 @@ def test_top_level_help_and_version_import_no_track_and_no_jax():
             "    with contextlib.redirect_stdout(io.StringIO()) as out:\n"
             "        assert cli.main(argv) == 0\n"
             "    assert 'usage: chaosjax' in out.getvalue() or 'chaosjax 0' in out.getvalue()\n"
-            "print(sorted(m for m in sys.modules if m == 'jax' or m.startswith('chaosjax.tracks')))\n")
+            "print(sorted(m for m in sys.modules if m == 'jax' or m.startswith('chaosjax.tracks.')))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
 

@@ -187,7 +187,7 @@ def test_run_default_ends_with_the_report(monkeypatch, symbolic_run, tmp_path, c
         shutil.copytree(symbolic_run, args.out, ignore=shutil.ignore_patterns("figures", "report.md"))
         return 0
 
-    monkeypatch.setattr(cli, "_run_symbolic", tiny_symbolic)
+    monkeypatch.setattr(track, "run_cli", tiny_symbolic)
     assert cli.main(["run-default", "--out", str(tmp_path / "default")]) == 0
     out = capsys.readouterr().out
     assert f"figures: {tmp_path / 'default' / 'figures'}/" in out

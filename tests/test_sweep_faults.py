@@ -9,6 +9,7 @@ would (no cleanup of the directory runs); the SIGKILL cases run the command in a
 there, so that the lock is left to a dead process too.
 """
 
+import dataclasses
 import functools
 import json
 import os
@@ -23,7 +24,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from chaosjax import _journal, cli, sweep
+from chaosjax import _journal, cli, sweep, tracks
+from chaosjax.tracks import symbolic as sym
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = ["seconds", "train_seconds"]
@@ -397,7 +399,7 @@ def test_every_bit_flip_anywhere_in_a_checkpoint_is_caught(config, reference, fa
         _run(config, out)
     faults(None)
     store = sweep._Store(out, 0, 1)
-    template = functools.partial(sweep._symbolic_template, sweep.plan(sweep.load_toml(config)).chunks[1])
+    template = functools.partial(sym.chunk_template, sweep.plan(sweep.load_toml(config)).chunks[1])
     assert store.restore_trained("s0-c1", template) is not None
 
     def unreachable():
@@ -478,7 +480,7 @@ def test_a_sweep_rejected_after_starting_writes_nothing(config, tmp_path, monkey
     def bad(*args):
         raise ValueError("formulas: undefined on the sampled range")
 
-    monkeypatch.setattr(sweep, "_compute_symbolic", bad)
+    monkeypatch.setitem(tracks._REGISTRY, "symbolic", dataclasses.replace(tracks.get("symbolic"), compute=bad))
     out = tmp_path / "new"
     with pytest.raises(ValueError, match="undefined"):
         _run(config, out)

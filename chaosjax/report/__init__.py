@@ -1,8 +1,9 @@
 """Figures and a markdown report from a results directory: ``chaosjax report DIR`` or ``report(DIR)``.
 
 ``report(DIR)`` reads ``DIR/results.csv`` (and ``DIR/config.json`` when present), dispatches on the ``track``
-column (one module per track, ``chaosjax.report.<track>.draw(frame, meta, figdir, ...)``, over the shared
-helpers of ``chaosjax.report._common``), writes the figures to ``DIR/figures/``
+column (each track's ``draw(frame, meta, figdir, ...)``, found through the track registry, ``chaosjax.tracks``;
+the built-in tracks' are one module each, ``chaosjax.report.<track>``, over the shared helpers of
+``chaosjax.report._common``), writes the figures to ``DIR/figures/``
 (PNG, plus SVG with ``formats=("png", "svg")``) and a ``DIR/report.md`` that shows them with tables of the
 numbers behind them. Figures are drawn on ``matplotlib.figure.Figure`` objects rendered by the Agg canvas, so
 no display is needed and pyplot's global state (a notebook's backend) is never touched. Every method has a
@@ -77,7 +78,7 @@ from typing import Any
 
 import pandas as pd
 
-from chaosjax.report import audio, rfe, symbolic, vision
+from chaosjax import tracks
 from chaosjax.report._common import (
     EXTRA_COLORS,
     MAX_EXAMPLES,
@@ -85,7 +86,6 @@ from chaosjax.report._common import (
     METHOD_MARKERS,
     OKABE_ITO,
     Report,
-    TRACKS,
     _FONT,
     _checked,
     _present,
@@ -108,14 +108,6 @@ __all__ = [
     "report",
 ]
 
-
-#: Each track's section: ``draw(frame, meta, figdir, *, formats, [examples]) -> (markdown, figure paths)``.
-_REPORTERS = {
-    "symbolic": symbolic.draw,
-    "vision": vision.draw,
-    "audio": audio.draw,
-    "rfe": rfe.draw,
-}
 
 # ----------------------------------------------------------------------------------------------- the driver
 
@@ -143,7 +135,7 @@ def report(
     """
     root = Path(path)
     formats, frame, meta, examples = _checked(root, formats)
-    tracks = _present(frame)
+    present = _present(frame)
     figdir = root / "figures"
     created = not figdir.exists()
     figdir.mkdir(exist_ok=True)
@@ -154,10 +146,10 @@ def report(
     sections, figures = [], []
     try:
         with matplotlib.rc_context(_FONT):
-            for track in tracks:
+            for track in present:
                 sub = frame[frame["track"] == track].reset_index(drop=True)
                 sub = sub.dropna(axis=1, how="all")  # columns another track filled
-                draw = _REPORTERS[track]
+                draw = tracks.get(track).drawer()  # (frame, meta, figdir, *, formats[, examples])
                 kwargs = {"examples": examples[track]} if track in examples else {}
                 text, paths = draw(sub, meta, figdir, formats=formats, **kwargs)
                 sections.append(text)
@@ -175,7 +167,7 @@ def report(
     tmp = root / "report.md.tmp"
     tmp.write_text(markdown)
     os.replace(tmp, out)
-    return Report(out, tuple(figures), tuple(tracks))
+    return Report(out, tuple(figures), tuple(present))
 
 
 def _provenance(root: Path, frame: pd.DataFrame, meta: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
+from chaosjax import tracks
 from chaosjax.attribution import METHODS
 from chaosjax.runs import MIN_CI_SAMPLES, SCHEMA_VERSION, mean_ci
 
@@ -54,7 +55,6 @@ METHOD_MARKERS = {
 #: Colours of other names (baselines, user methods), in their sorted order: Paul Tol's colour-blind-safe "muted".
 EXTRA_COLORS = ("#332288", "#44AA99", "#882255", "#DDCC77", "#117733", "#88CCEE", "#CC6677", "#999933", "#AA4499")
 #: Tracks this module reports, in the order their sections appear.
-TRACKS = ("symbolic", "vision", "audio", "rfe")
 #: Most examples drawn in a gallery.
 MAX_EXAMPLES = 4
 _FORMATS = ("png", "svg", "pdf")
@@ -105,12 +105,6 @@ def _style(name: str) -> dict[str, Any]:
 
 _STR_COLUMNS = ("track", "formula", "formula_text", "dataset", "condition", "model", "method", "protocol",
                 "optimizer", "sweep_axis")
-_REQUIRED = {
-    "symbolic": ("formula", "m", "noise_features", "seed", "method", "functional_precision", "uniform_score"),
-    "vision": ("condition", "model", "method", "iou", "mass_in_box"),
-    "audio": ("condition", "model", "method", "channel_mass"),
-    "rfe": ("method", "features_kept", "seconds"),
-}
 _RFE_METRICS = ("functional_precision", "test_mae", "balanced_accuracy", "roc_auc")
 _NUMERIC = {
     "symbolic": ("m", "noise_features", "functional_precision", "uniform_score"),
@@ -164,7 +158,7 @@ def _check_rows(frame: pd.DataFrame, results: Path, lines: list[int]) -> None:
         raise ValueError(f"report: {results}: line {line(int(np.argmax(empty.to_numpy())))} has no track")
     for track in _present(frame):
         sub = frame[frame["track"] == track]
-        for column in [c for c in _REQUIRED[track] if c not in _MEASURED and c in sub.columns]:
+        for column in [c for c in _required(track) if c not in _MEASURED and c in sub.columns]:
             empty = (sub[column].isna() | (sub[column].astype(str).str.strip() == "")).to_numpy()
             if empty.any():
                 raise ValueError(f"report: {results}: line {line(int(sub.index[np.argmax(empty)]))} has no {column} "
@@ -234,12 +228,13 @@ def load(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
         raise ValueError(f"report: {results} has no 'track' column; it is not a chaosjax results table")
     if frame.empty:
         raise ValueError(f"report: {results} holds no result rows")
-    unknown = sorted(set(frame["track"].dropna()) - set(TRACKS))
+    unknown = sorted(set(frame["track"].dropna()) - set(tracks.names()))
     if unknown:
-        raise ValueError(f"report: {results}: unknown track {unknown}; this chaosjax reports {', '.join(TRACKS)}")
+        raise ValueError(f"report: {results}: unknown track {unknown}; this chaosjax reports "
+                         f"{', '.join(tracks.names())}")
     for track in _present(frame):
         sub = frame[frame["track"] == track]
-        missing = [c for c in _REQUIRED[track] if c not in sub.columns]
+        missing = [c for c in _required(track) if c not in sub.columns]
         if track == "rfe":
             if "dataset" not in sub.columns and "formula" not in sub.columns:
                 missing.append("dataset or formula")
@@ -247,7 +242,7 @@ def load(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
                 missing.append(" or ".join(_RFE_METRICS))
         if missing:
             raise ValueError(f"report: {results}: the {track} rows lack the columns {', '.join(missing)}")
-        for column in _NUMERIC[track]:
+        for column in _NUMERIC.get(track, ()):
             if not pd.api.types.is_numeric_dtype(sub[column]):
                 raise ValueError(f"report: {results}: column {column} of the {track} rows must be numeric")
     _check_rows(frame, results, lines)
@@ -258,8 +253,14 @@ def load(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 
 def _present(frame: pd.DataFrame) -> list[str]:
-    tracks = set(frame["track"])
-    return [t for t in TRACKS if t in tracks]
+    """The tracks the table holds, in the registry's order."""
+    present = set(frame["track"])
+    return [t for t in tracks.names() if t in present]
+
+
+def _required(track: str) -> tuple[str, ...]:
+    """The columns a report of `track` needs (`chaosjax.tracks.Track.required`)."""
+    return tracks.get(track).required
 
 
 def _load_examples(root: Path, track: str, several: bool) -> dict[str, np.ndarray] | None:

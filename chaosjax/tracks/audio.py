@@ -56,6 +56,8 @@ from chaosjax.data.audio import CONDITIONS
 from chaosjax.data.speech import WORDS
 from chaosjax.models import audio as models
 from chaosjax.runs import format_mean_ci, write_results
+from chaosjax.tracks import Track, help_line
+from chaosjax.tracks._seeded import compute_seeds, model_condition_label, split_models_conditions
 
 __all__ = ["COLUMNS", "PROTOCOLS", "AudioConfig", "add_cli", "paper_channel_mass", "pooled_integrated_gradients",
            "run", "summary_table"]
@@ -591,7 +593,7 @@ def add_cli(sub) -> None:
 
     p = sub.add_parser(
         "audio",
-        help="the audio track: which channel of ten holds the spoken word?",
+        help=help_line("audio"),
         description="Train RNN/LSTM/TCN/Transformer classifiers on 10-channel clips where one channel holds a "
                     "spoken word (eSpeak NG, or Speech Commands from a local folder) and nine hold noise, then "
                     "score how much attribution lands on the word's channel.",
@@ -651,3 +653,27 @@ def add_cli(sub) -> None:
         return job
 
     p.set_defaults(prepare=prepare)
+
+
+def compute_chunk(chunk, chunk_run) -> tuple[list[dict], dict]:
+    """A sweep chunk: one (model, condition) of a setting, its seeds trained side by side, then attributed."""
+    model = chunk.setting.models[0]
+    return compute_seeds(chunk, chunk_run, data=cell_data, init=functools.partial(init_cell, chunk.setting, model),
+                         train_cell=train_cell,
+                         attribute_cell=attribute_cell, trained=Trained)
+
+
+TRACK = Track(
+    name="audio",
+    help=help_line("audio"),
+    config=AudioConfig,
+    columns=tuple(COLUMNS),
+    compute=compute_chunk,
+    summary_table=lambda rows, spec: summary_table(rows[list(COLUMNS)]),
+    draw="chaosjax.report.audio:draw",
+    required=("condition", "model", "method", "channel_mass"),
+    add_cli=add_cli,
+    list_fields=("conditions", "models", "methods", "seeds", "speakers"),
+    split=split_models_conditions("audio"),
+    chunk_label=model_condition_label,
+)

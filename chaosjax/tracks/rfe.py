@@ -30,6 +30,7 @@ from chaosjax.data import symbolic as data
 from chaosjax.models import mlp
 from chaosjax.models.mlp import ACTIVATIONS
 from chaosjax.runs import format_mean_ci, write_results
+from chaosjax.tracks import Track, help_line
 from chaosjax.train import OPTIMIZERS
 
 DATASETS = ("symbolic", "breast_cancer", "diabetes", "csv")
@@ -505,7 +506,7 @@ def add_cli(sub) -> None:
 
     p = sub.add_parser(
         "rfe",
-        help="recursive feature elimination with neural attributions vs scikit-learn RFE",
+        help=help_line("rfe"),
         description="Eliminate features round by round with attribution rankings (all runs in one compiled "
                     "program) and compare with scikit-learn's RFE on the same schedule.",
     )
@@ -564,3 +565,44 @@ def add_cli(sub) -> None:
         return job
 
     p.set_defaults(prepare=prepare)
+
+
+def compute_chunk(chunk, chunk_run) -> tuple[list[dict], dict]:
+    """A sweep chunk: one setting, all its eliminations one program. Not checkpointed (every round retrains and
+    ranks): a killed chunk reruns whole."""
+    start = time.perf_counter()
+    rows = run(chunk.setting, progress=False, place=chunk_run.place).to_dict("records")
+    rows = [{**row, **{axis: getattr(chunk.setting, axis) for axis in chunk.axes}} for row in rows]
+    return rows, {"train_and_attribute": time.perf_counter() - start, "restored": False}
+
+
+def _toml_methods(value, where: str) -> tuple[str, ...]:
+    """A sweep's ``methods``: names, or ``"all"`` for every attribution method."""
+    if value == "all":
+        return tuple(attribution.METHODS)
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"sweep: {where} must be a list of strings, got {value!r}")
+    return tuple(names)
+
+
+def _chunk_eliminations(chunk) -> int:
+    datasets = len(chunk.setting.formulas) if chunk.setting.dataset == "symbolic" else 1
+    return datasets * len(chunk.setting.seeds)
+
+
+TRACK = Track(
+    name="rfe",
+    help=help_line("rfe"),
+    config=RFEConfig,
+    columns=tuple(COLUMNS),
+    compute=compute_chunk,
+    summary_table=lambda rows, spec: summary_table(rows[list(COLUMNS)]),
+    draw="chaosjax.report.rfe:draw",
+    required=("method", "features_kept", "seconds"),
+    add_cli=add_cli,
+    list_fields=("formulas", "methods", "baselines", "schedules", "seeds"),
+    parsers={"methods": _toml_methods},
+    chunk_size=_chunk_eliminations,
+    chunk_label=lambda chunk: f"rfe {chunk.setting.dataset}",
+)

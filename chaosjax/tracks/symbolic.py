@@ -34,7 +34,8 @@ from chaosjax.runs import (  # noqa: F401 (the results helpers, also reached fro
     mean_ci,
     write_results,
 )
-from chaosjax.tracks import proxy_bench
+from chaosjax.tracks import Chunk, ChunkRun, Track, help_line, proxy_bench
+from chaosjax.tracks._seeded import unpadded
 from chaosjax.train import OPTIMIZERS, fit_grid, progress_to
 
 #: Ground truth each method is scored against (`chaosjax.data.symbolic.ground_truth` method names).
@@ -756,3 +757,188 @@ def summary_table(frame, by: Sequence[str] | None = None) -> str:
     train = frame.drop_duplicates(["formula", "seed"] + list(by))["train_seconds"].sum()
     lines.append(f"\ntraining: {train:.1f} s for {len(frame.drop_duplicates(['formula', 'seed']))} models per setting")
     return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------------------- sweeps and the CLI
+
+#: A sweep's TOML keys that are not field names, and the keys whose lists make axes of the grid.
+_TOML_KEYS = {"noise": "noise_features", "lr": "learning_rate"}
+_TOML_AXES = ("noise", "n", "depth", "width", "activation", "lr", "optimizer", "dropout", "label_noise", "epochs")
+_RESULT_COLUMN = {"noise": "noise_features", "activation": "model"}  # TOML axis -> its results column
+_SWEEP_AXIS = {"label_noise": "label-noise"}  # TOML axis -> its name in the sweep_axis column (the CLI's --sweep)
+
+
+def _split(setting: SymbolicConfig, index: int, *, chunk_size: int, axes: Sequence[str],
+           sweep_axes: Sequence[str]) -> list[Chunk]:
+    """A setting's cells cut into chunks of `chunk_size` (its rows already name every swept field)."""
+    cells = cells_of(setting)
+    on_axes = tuple(_SWEEP_AXIS.get(a, a) for a in sweep_axes)
+    return [Chunk(f"s{index}-c{c // chunk_size}", setting, tuple(cells[c:c + chunk_size]), sweep_axes=on_axes,
+                  setting_index=index)
+            for c in range(0, len(cells), chunk_size)]
+
+
+def chunk_template(chunk: Chunk) -> dict[str, Any]:
+    """What a sweep chunk's checkpoint holds (its real cells' params and losses); traced for shapes only."""
+    return {"params": init_cells(chunk.setting, chunk.cells),
+            "losses": jnp.zeros((len(chunk.cells), chunk.setting.epochs), jnp.float32)}
+
+
+def compute_chunk(chunk: Chunk, chunk_run: ChunkRun) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Trains (or restores) and attributes a sweep chunk, its cells padded to the device count. A cell's rows do
+    not depend on its chunk (see `chaosjax.sweep`)."""
+    cells = chunk_run.place.pad(chunk.cells)
+    real = len(chunk.cells)
+    t0 = time.perf_counter()
+    grid = build_grid(chunk.setting, cells)
+
+    def train():
+        trained = train_grid(chunk.setting, grid, place=chunk_run.place)
+        return {"params": trained.params, "losses": trained.losses}, trained.seconds
+
+    tree, seconds, restored = chunk_run.trained(functools.partial(chunk_template, chunk), train, real, len(cells))
+    trained = Trained(tree["params"], tree["losses"], seconds)
+    t1 = time.perf_counter()
+    rows = unpadded(attribute_grid(chunk.setting, grid, trained, place=chunk_run.place), len(cells), real)
+    if chunk.sweep_axes:  # combine = "each": the rows of every axis this setting lies on, as separate sweeps give
+        rows = [{**r, "sweep_axis": axis} for axis in chunk.sweep_axes for r in rows]
+    return rows, {"train": t1 - t0, "attribute": time.perf_counter() - t1, "restored": restored}
+
+
+def sweep_summary(rows, spec: dict[str, Any]) -> str:
+    """The tables `chaosjax sweep` prints: by the swept columns, or with ``combine = "each"`` one per axis (the
+    shared setting in place), as that axis's own sweep would print it."""
+    columns = list(COLUMNS)
+    if spec.get("combine") != "each":
+        return summary_table(rows[columns], by=[_RESULT_COLUMN.get(k, k) for k in spec["axes"]])
+    tables = []
+    for axis in spec["axes"]:
+        column = _RESULT_COLUMN.get(axis, axis)
+        one = rows.loc[rows["sweep_axis"] == _SWEEP_AXIS.get(axis, axis)].sort_values(column, kind="stable")
+        tables.append(summary_table(one[columns], by=[column]))
+    return "\n".join(tables)
+
+
+def _toml_methods(value: Any, where: str) -> tuple[str, ...] | None:
+    if value == "all":
+        return None
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"sweep: {where} must be a list of strings, got {value!r}")
+    return tuple(names)
+
+
+def add_cli(sub) -> None:
+    """The `chaosjax symbolic` subcommand."""
+    from chaosjax import tracks
+
+    p = sub.add_parser(
+        "symbolic",
+        help=tracks.help_line("symbolic"),
+        description=(
+            "Train an MLP per formula x seed x setting (one compiled grid), attribute the test split with "
+            "every method, and score functional precision and uniform score against the true function. "
+            "Defaults are the study's protocol."
+        ),
+    )
+    p.add_argument("--formulas", default="0-14", help="indices ('0-14', '3,5,9') or a formula text, e.g. '0.5*sin(a) + b**2'")
+    p.add_argument("--noise", type=int, default=100, help="noise columns (default 100)")
+    p.add_argument("--seeds", default="0", help="seeds, e.g. '0-4' or '0,3' (default 0)")
+    p.add_argument("--methods", default="all", help="comma-separated names from chaosjax.attribution.METHODS, or 'all'")
+    p.add_argument("--epochs", type=int, default=1000, help="full-batch training epochs")
+    p.add_argument("--n", type=int, default=10_000, help="rows, split 80/20 into train and test")
+    p.add_argument("--depth", type=int, default=3, help="hidden layers of the MLP")
+    p.add_argument("--width", type=int, default=100, help="units per hidden layer")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    p.add_argument("--optimizer", default="adam", help="adam, adagrad, adadelta, rmsprop, sgd or asgd")
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout rate in training")
+    p.add_argument("--label-noise", type=float, default=0.01, help="std of the Gaussian label noise")
+    p.add_argument("--ig-steps", type=int, default=10,
+                   help="integrated-gradients steps (Gauss-Legendre) behind functional precision and consistency")
+    p.add_argument("--ig-steps-uniform", type=int, default=None,
+                   help="IG steps behind the uniform score (default: 20 under paper, as the study; --ig-steps under "
+                        "corrected)")
+    p.add_argument("--convergence-every", type=int, default=0, metavar="K",
+                   help="also attribute the models every K training epochs and report how the global top-m "
+                        "converges (topm_* columns; costs one attribution per snapshot)")
+    p.add_argument("--time-passes", action="store_true",
+                   help="run every attribution program once more to time one pass (attr_run_seconds; the peak "
+                        "memory, attr_peak_bytes, is always reported)")
+    p.add_argument("--proxies", default="none", metavar="NAMES",
+                   help="also score proxy metrics per cell x method, one results column each: 'all' or "
+                        "comma-separated names of chaosjax.tracks.proxy_bench.PROXIES (docs/proxies.md)")
+    p.add_argument("--protocol", default="paper", choices=("paper", "corrected"),
+                   help="paper: the study's choices, quirks included; corrected: fixed (docs/protocol.md)")
+    p.add_argument("--sweep", default=None, help="one ablation axis as one grid: AXIS=v1,v2,... "
+                   "(noise, n, depth, width, lr, dropout, label-noise, optimizer)")
+    p.add_argument("--out", default="runs/symbolic", help="results directory (default runs/symbolic)")
+    p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress lines (stderr)")
+    p.set_defaults(prepare=prepare_cli)
+
+
+def config_from_args(args) -> SymbolicConfig:
+    """The config a parsed `chaosjax symbolic` command line asks for."""
+    from chaosjax._parse import parse_formulas, parse_int_range, parse_names, parse_sweep
+
+    return SymbolicConfig(
+        formulas=parse_formulas(args.formulas),
+        noise_features=args.noise,
+        seeds=parse_int_range(args.seeds, "--seeds"),
+        methods=parse_names(args.methods, "--methods"),
+        epochs=args.epochs,
+        n=args.n,
+        depth=args.depth,
+        width=args.width,
+        learning_rate=args.lr,
+        optimizer=args.optimizer,
+        dropout=args.dropout,
+        label_noise=args.label_noise,
+        ig_steps=args.ig_steps,
+        ig_steps_uniform=args.ig_steps_uniform,
+        convergence_every=args.convergence_every,
+        time_passes=args.time_passes,
+        proxies=proxy_bench.resolve_proxies(args.proxies, "--proxies"),
+        protocol=args.protocol,
+        sweep=parse_sweep(args.sweep),
+    )
+
+
+def prepare_cli(args):
+    """Checks a `chaosjax symbolic` command line (config and --out) without touching anything; returns its job."""
+    config = config_from_args(args)
+    config.validate()
+    check_out_dir(args.out, overwrite=args.overwrite)
+    return lambda: run_cli(args, config)
+
+
+def run_cli(args, config: SymbolicConfig | None = None) -> int:
+    """Runs a `chaosjax symbolic` command line; prints the summary table."""
+    config = config if config is not None else config_from_args(args)
+    frame = run(config, out=args.out, overwrite=args.overwrite, progress=not args.quiet)
+    print(summary_table(frame))
+    print(f"\nresults: {args.out}/results.csv  config: {args.out}/config.json")
+    return 0
+
+
+TRACK = Track(
+    name="symbolic",
+    help=help_line("symbolic"),
+    config=SymbolicConfig,
+    columns=tuple(COLUMNS),
+    compute=compute_chunk,
+    summary_table=sweep_summary,
+    draw="chaosjax.report.symbolic:draw",
+    required=("formula", "m", "noise_features", "seed", "method", "functional_precision", "uniform_score"),
+    add_cli=add_cli,
+    keys={**_TOML_KEYS},
+    list_fields=("formulas", "seeds", "methods", "proxies"),
+    cli_only=("sweep",),
+    axes=_TOML_AXES,
+    parsers={"methods": _toml_methods,
+             "proxies": lambda value, where: proxy_bench.resolve_proxies(value, where)},
+    split=_split,
+    chunk_size=lambda chunk: len(chunk.cells),
+    chunk_label=lambda chunk: (f"{chunk.cells[0].label}..{chunk.cells[-1].label} "
+                               f"seeds {sorted({c.seed for c in chunk.cells})}"),
+)

@@ -34,6 +34,8 @@ from chaosjax.checks import check_distinct, check_finite_number, check_out_dir, 
 from chaosjax.data import vision as V
 from chaosjax.models import vision as MV
 from chaosjax.runs import format_mean_ci, write_results
+from chaosjax.tracks import Track, help_line
+from chaosjax.tracks._seeded import compute_seeds, model_condition_label, split_models_conditions
 
 COLUMNS = (
     "track", "condition", "model", "method", "seed", "protocol", "preset", "source", "background",
@@ -488,7 +490,7 @@ def add_cli(subparsers) -> None:
     """Registers the ``vision`` subcommand on an argparse subparsers object."""
     p = subparsers.add_parser(
         "vision",
-        help="the vision track: a small foreground on a noisy canvas",
+        help=help_line("vision"),
         description=("Train classifiers per condition x model x seed on canvases generated on device, attribute "
                      "the validation split w.r.t. the predicted class, and score localisation (IoU as the study, "
                      "corrected IoU, mass in box, pointing game)."),
@@ -561,3 +563,27 @@ def _run_cli(args, config: VisionConfig | None = None) -> int:
     print(summary_table(frame))
     print(f"\nresults: {args.out}/results.csv  config: {args.out}/config.json  figure: {args.out}/figures/samples.png")
     return 0
+
+
+def compute_chunk(chunk, chunk_run) -> tuple[list[dict], dict]:
+    """A sweep chunk: one (model, condition) of a setting, its seeds trained side by side, then attributed."""
+    model, condition = chunk.setting.models[0], chunk.setting.conditions[0]
+    return compute_seeds(chunk, chunk_run, data=datasets,
+                         init=functools.partial(init_cell, chunk.setting, model, condition), train_cell=train_cell,
+                         attribute_cell=attribute_cell, trained=Trained)
+
+
+TRACK = Track(
+    name="vision",
+    help=help_line("vision"),
+    config=VisionConfig,
+    columns=tuple(COLUMNS),
+    compute=compute_chunk,
+    summary_table=lambda rows, spec: summary_table(rows[list(COLUMNS)]),
+    draw="chaosjax.report.vision:draw",
+    required=("condition", "model", "method", "iou", "mass_in_box"),
+    add_cli=add_cli,
+    list_fields=("conditions", "models", "methods", "seeds"),
+    split=split_models_conditions("vision"),
+    chunk_label=model_condition_label,
+)
