@@ -140,9 +140,11 @@ class SweepPlan:
 
     @property
     def columns(self) -> tuple[str, ...]:
-        """The results file's columns: the union of the tracks' columns, in track order, then any swept field a
-        track's own columns lack (e.g. vision's ``learning_rate``), so that every row names its setting."""
+        """The results file's columns: the union of the tracks' columns, in track order, and of those their settings
+        add (the symbolic proxies'), then any swept field a track's own columns lack (e.g. vision's
+        ``learning_rate``), so that every row names its setting."""
         own = [c for t in self.tracks for c in tracks.get(t).columns]
+        own += [c for chunk in self.chunks for c in tracks.get(chunk.track).setting_columns(chunk.setting)]
         swept = [a for c in self.chunks for a in c.axes]
         return tuple(dict.fromkeys(own + swept))
 

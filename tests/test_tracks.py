@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -132,3 +133,23 @@ def test_the_built_in_tracks_are_registered_under_their_names():
         track = tracks.get(name)
         assert track.name == name and track.help == tracks.help_line(name)
         assert callable(track.drawer()) and set(track.required) <= set(track.columns) | {"dataset"}
+
+
+def test_a_symbolic_sweep_takes_every_config_field_and_writes_its_proxy_columns(tmp_path):
+    """The symbolic table's keys are SymbolicConfig's fields (lr and noise for learning_rate and noise_features):
+    `proxies` included, whose columns the results file then carries."""
+    config = tmp_path / "proxies.toml"
+    config.write_text('[symbolic]\nformulas = "0"\nn = 120\nepochs = 3\ndepth = 1\nwidth = 8\nnoise = 4\n'
+                      'methods = ["saliency", "random_baseline"]\nproxies = "sparseness,randomisation"\n')
+    plan = sweep.plan(sweep.load_toml(config))
+    assert plan.chunks[0].setting.proxies == ("sparseness", "randomisation")
+    assert {"proxy_sparseness", "randomised_functional_precision"} <= set(plan.columns)
+    assert cli.main(["sweep", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    frame = pd.read_csv(tmp_path / "run" / "results.csv")
+    assert frame["proxy_sparseness"].notna().all()
+    randomised = frame.set_index("method")["randomised_functional_precision"]
+    assert np.isfinite(randomised["saliency"])
+    with pytest.raises(ValueError, match=r"\[symbolic\]\.proxies: unknown proxy 'roar'"):
+        sweep.plan({"symbolic": {"proxies": ["roar"]}})
+    with pytest.raises(ValueError, match=r"unknown key \[symbolic\]\.sweep"):  # the CLI's own one-axis ablation
+        sweep.plan({"symbolic": {"sweep": ["lr", [0.1]]}})

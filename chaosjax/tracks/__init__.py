@@ -109,6 +109,8 @@ class Track:
         written (a range string of seeds, ``methods = "all"``); `where` names the key for messages.
       split: ``split(setting, index, *, chunk_size, axes, sweep_axes) -> [Chunk]``: one setting's chunks
         (default: the whole setting one chunk, its swept fields written as columns).
+      setting_columns: ``setting_columns(setting) -> columns`` a setting adds to `columns` (the symbolic
+        track's proxy scores).
       chunk_size: cells of a chunk, for progress (default: its seeds).
       chunk_label: a chunk in a few words (default: the track and setting).
     """
@@ -128,6 +130,7 @@ class Track:
     axes: tuple[str, ...] | None = None
     parsers: Mapping[str, Callable[[Any, str], Any]] = dataclasses.field(default_factory=dict)
     split: Callable[..., list[Chunk]] | None = None
+    setting_columns: Callable[[Any], Sequence[str]] = lambda setting: ()
     chunk_size: Callable[[Chunk], int] = _seeds
     chunk_label: Callable[[Chunk], str] | None = None
 

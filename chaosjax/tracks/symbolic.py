@@ -938,6 +938,7 @@ TRACK = Track(
     parsers={"methods": _toml_methods,
              "proxies": lambda value, where: proxy_bench.resolve_proxies(value, where)},
     split=_split,
+    setting_columns=lambda setting: proxy_bench.proxy_columns(setting.proxies),
     chunk_size=lambda chunk: len(chunk.cells),
     chunk_label=lambda chunk: (f"{chunk.cells[0].label}..{chunk.cells[-1].label} "
                                f"seeds {sorted({c.seed for c in chunk.cells})}"),
