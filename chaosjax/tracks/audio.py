@@ -57,6 +57,7 @@ from chaosjax.data.speech import WORDS
 from chaosjax.models import audio as models
 from chaosjax.runs import format_mean_ci, write_results
 from chaosjax.tracks import Track, help_line
+from chaosjax.tracks._cli import checked_job
 from chaosjax.tracks._seeded import compute_seeds, model_condition_label, split_models_conditions
 
 __all__ = ["COLUMNS", "PROTOCOLS", "AudioConfig", "add_cli", "paper_channel_mass", "pooled_integrated_gradients",
@@ -629,8 +630,6 @@ def add_cli(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress lines (stderr)")
 
     def prepare(args):
-        from chaosjax.checks import check_out_dir
-
         config = AudioConfig(
             conditions=parse_names(args.conditions, "--conditions") or data.CONDITIONS,
             models=parse_names(args.models, "--models") or tuple(models.MODELS),
@@ -641,16 +640,7 @@ def add_cli(sub) -> None:
             ig_steps=args.ig_steps, random_onset=args.random_onset, background_gain=args.background_gain,
             protocol=args.protocol,
         )
-        config.validate()
-        check_out_dir(args.out, overwrite=args.overwrite)
-
-        def job() -> int:
-            frame = run(config, out=args.out, overwrite=args.overwrite, progress=not args.quiet)
-            print(summary_table(frame))
-            print(f"\nresults: {args.out}/results.csv  config: {args.out}/config.json  figures: {args.out}/figures/")
-            return 0
-
-        return job
+        return checked_job(args, config, run, summary_table, wrote="config: {out}/config.json  figures: {out}/figures/")
 
     p.set_defaults(prepare=prepare)
 

@@ -31,6 +31,7 @@ from chaosjax.models import mlp
 from chaosjax.models.mlp import ACTIVATIONS
 from chaosjax.runs import format_mean_ci, write_results
 from chaosjax.tracks import Track, help_line
+from chaosjax.tracks._cli import checked_job
 from chaosjax.train import OPTIMIZERS
 
 DATASETS = ("symbolic", "breast_cancer", "diabetes", "csv")
@@ -534,8 +535,6 @@ def add_cli(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress lines (stderr)")
 
     def prepare(args):
-        from chaosjax.checks import check_out_dir
-
         dataset = "csv" if args.csv else (args.dataset or "symbolic")
         if args.csv and args.dataset:
             raise ValueError("--csv and --dataset: choose one")
@@ -552,16 +551,8 @@ def add_cli(sub) -> None:
             seeds=parse_int_range(args.seeds, "--seeds"), epochs=args.epochs, learning_rate=args.lr,
             protocol=args.protocol, early_stop=args.early_stop,
         )
-        config.validate()
-        check_out_dir(args.out, overwrite=args.overwrite)
+        job = checked_job(args, config, run, summary_table, wrote="")
         _prepare(config)  # k, baselines and splits against the data: cheap next to the training
-
-        def job() -> int:
-            frame = run(config, out=args.out, overwrite=args.overwrite, progress=not args.quiet)
-            print(summary_table(frame))
-            print(f"\nresults: {args.out}/results.csv")
-            return 0
-
         return job
 
     p.set_defaults(prepare=prepare)

@@ -35,6 +35,7 @@ from chaosjax.runs import (  # noqa: F401 (the results helpers, also reached fro
     write_results,
 )
 from chaosjax.tracks import Chunk, ChunkRun, Track, help_line, proxy_bench
+from chaosjax.tracks._cli import checked_job
 from chaosjax.tracks._seeded import unpadded
 from chaosjax.train import OPTIMIZERS, fit_grid, progress_to
 
@@ -906,19 +907,12 @@ def config_from_args(args) -> SymbolicConfig:
 
 def prepare_cli(args):
     """Checks a `chaosjax symbolic` command line (config and --out) without touching anything; returns its job."""
-    config = config_from_args(args)
-    config.validate()
-    check_out_dir(args.out, overwrite=args.overwrite)
-    return lambda: run_cli(args, config)
+    return checked_job(args, config_from_args(args), run, summary_table)
 
 
-def run_cli(args, config: SymbolicConfig | None = None) -> int:
+def run_cli(args) -> int:
     """Runs a `chaosjax symbolic` command line; prints the summary table."""
-    config = config if config is not None else config_from_args(args)
-    frame = run(config, out=args.out, overwrite=args.overwrite, progress=not args.quiet)
-    print(summary_table(frame))
-    print(f"\nresults: {args.out}/results.csv  config: {args.out}/config.json")
-    return 0
+    return prepare_cli(args)()
 
 
 TRACK = Track(

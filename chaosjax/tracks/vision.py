@@ -35,6 +35,7 @@ from chaosjax.data import vision as V
 from chaosjax.models import vision as MV
 from chaosjax.runs import format_mean_ci, write_results
 from chaosjax.tracks import Track, help_line
+from chaosjax.tracks._cli import checked_job
 from chaosjax.tracks._seeded import compute_seeds, model_condition_label, split_models_conditions
 
 COLUMNS = (
@@ -549,20 +550,8 @@ def config_from_args(args) -> VisionConfig:
 
 def _prepare_cli(args):
     """Builds and checks the config and ``--out`` (touching nothing); returns the run (`chaosjax.cli.main`)."""
-    from chaosjax.checks import check_out_dir
-
-    config = config_from_args(args)
-    config.validate()
-    check_out_dir(args.out, overwrite=args.overwrite)
-    return lambda: _run_cli(args, config)
-
-
-def _run_cli(args, config: VisionConfig | None = None) -> int:
-    config = config if config is not None else config_from_args(args)
-    frame = run(config, out=args.out, overwrite=args.overwrite, progress=not args.quiet)
-    print(summary_table(frame))
-    print(f"\nresults: {args.out}/results.csv  config: {args.out}/config.json  figure: {args.out}/figures/samples.png")
-    return 0
+    return checked_job(args, config_from_args(args), run, summary_table,
+                       wrote="config: {out}/config.json  figure: {out}/figures/samples.png")
 
 
 def compute_chunk(chunk, chunk_run) -> tuple[list[dict], dict]:
