@@ -357,6 +357,9 @@ def _plan_track(track: tracks.Track, table: dict[str, Any], chunk_size: int, com
     for key, value in table.items():
         if key not in keys:
             raise ValueError(f"sweep: unknown key [{name}].{key}; expected one of {', '.join(keys)}")
+        twice = [k for k in table if k != key and keys.get(k) == keys[key]]
+        if twice:
+            raise ValueError(f"sweep: [{name}].{key} and [{name}].{twice[0]} set the same field; keep one")
         field, where = keys[key], f"[{name}].{key}"
         if isinstance(value, list) and key in axes_allowed and field not in track.parsers:
             if not value:

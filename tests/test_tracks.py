@@ -153,3 +153,20 @@ def test_a_symbolic_sweep_takes_every_config_field_and_writes_its_proxy_columns(
         sweep.plan({"symbolic": {"proxies": ["roar"]}})
     with pytest.raises(ValueError, match=r"unknown key \[symbolic\]\.sweep"):  # the CLI's own one-axis ablation
         sweep.plan({"symbolic": {"sweep": ["lr", [0.1]]}})
+
+
+def test_one_name_for_one_thing_with_the_short_forms_kept(capsys):
+    """`learning_rate` and `noise_features` are TOML keys and flags (`--learning-rate`, `--noise-features`) like
+    the config fields they set; `lr`, `noise`, `--lr` and `--noise` still work; one field is set once."""
+    long = sweep.plan({"symbolic": {"formulas": "0", "learning_rate": [1e-3, 1e-2], "noise_features": 4}})
+    short = sweep.plan({"symbolic": {"formulas": "0", "lr": [1e-3, 1e-2], "noise": 4}})
+    assert [c.setting for c in long.chunks] == [c.setting for c in short.chunks]
+    assert [c.setting.learning_rate for c in long.chunks] == [1e-3, 1e-2]
+    with pytest.raises(ValueError, match=r"\[symbolic\]\.lr and \[symbolic\]\.learning_rate set the same field"):
+        sweep.plan({"symbolic": {"lr": 1e-3, "learning_rate": 1e-3}})
+    for flags in (["--learning-rate", "0"], ["--lr", "0"]):
+        assert cli.main(["symbolic", *flags]) == 2
+        assert "lr: expected a positive number, got 0.0" in capsys.readouterr().err
+    parser = cli.build_parser(only="symbolic")
+    for flags in (["--noise-features", "7"], ["--noise", "7"]):
+        assert parser.parse_args(["symbolic", *flags]).noise == 7

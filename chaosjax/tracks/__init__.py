@@ -101,7 +101,8 @@ class Track:
         (markdown, figure paths)``, or ``"module:function"`` to import it only when a report needs it.
       required: the columns a report needs (default: ``method``).
       add_cli: registers its subcommand on an argparse subparsers object (or ``"module:function"``).
-      keys: TOML keys that are not field names, mapped to the field (the symbolic table's ``lr``, ``noise``).
+      keys: TOML keys besides the field names, mapped to the field (the symbolic table's short ``lr`` and
+        ``noise``, kept from its first sweeps); a table may set a field by one key only.
       list_fields: fields that take a list without making it an axis of the grid.
       cli_only: fields that are no TOML keys (the symbolic command's own one-axis ``sweep``).
       axes: the TOML keys a list may sweep (default: every key not in `list_fields`).
@@ -150,8 +151,7 @@ class Track:
 
     def toml_keys(self) -> dict[str, str]:
         """Every key its TOML table takes -> the config field it sets."""
-        aliased = set(self.keys.values()) | set(self.cli_only)
-        own = {f.name: f.name for f in dataclasses.fields(self.config) if f.name not in aliased}
+        own = {f.name: f.name for f in dataclasses.fields(self.config) if f.name not in self.cli_only}
         return {**own, **self.keys}
 
     def drawer(self) -> Callable[..., tuple[str, list]] | None:

@@ -612,7 +612,7 @@ def add_cli(sub) -> None:
     defaults = AudioConfig()
     p.add_argument("--steps", type=int, default=defaults.steps, help=f"default {defaults.steps}")
     p.add_argument("--batch-size", type=int, default=defaults.batch_size, help=f"default {defaults.batch_size}")
-    p.add_argument("--lr", type=float, default=defaults.learning_rate,
+    p.add_argument("--learning-rate", "--lr", dest="lr", type=float, default=defaults.learning_rate,
                    help=f"AdamW peak learning rate, cosine schedule (default {defaults.learning_rate:g})")
     p.add_argument("--n-val", type=int, default=defaults.n_val, help="validation clips for accuracy")
     p.add_argument("--n-attr", type=int, default=defaults.n_attr, help="validation clips attributed")

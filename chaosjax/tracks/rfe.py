@@ -512,7 +512,7 @@ def add_cli(sub) -> None:
                     "program) and compare with scikit-learn's RFE on the same schedule.",
     )
     p.add_argument("--formulas", default="10-14", help="symbolic formulas (indices or a formula text)")
-    p.add_argument("--noise", type=int, default=150, help="noise columns for the symbolic formulas")
+    p.add_argument("--noise-features", "--noise", dest="noise", type=int, default=150, help="noise columns for the symbolic formulas")
     p.add_argument("--n", type=int, default=10_000, help="rows of the symbolic tables")
     p.add_argument("--dataset", default=None, choices=("breast_cancer", "diabetes"),
                    help="tabular data shipped with scikit-learn instead of the formulas")
@@ -526,7 +526,7 @@ def add_cli(sub) -> None:
     p.add_argument("--k", type=int, default=None, help="features to keep (default: m, or 3 for tabular data)")
     p.add_argument("--seeds", default="0", help="seeds, e.g. '0-2'")
     p.add_argument("--epochs", type=int, default=1000, help="training epochs of each round's network")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--learning-rate", "--lr", dest="lr", type=float, default=1e-3, help="Adam learning rate")
     p.add_argument("--protocol", default="corrected", choices=("paper", "corrected"),
                    help="paper: rank on the test split as the study did; corrected: on a validation split")
     p.add_argument("--early-stop", action="store_true", help="stop when the ranking-split loss rises")

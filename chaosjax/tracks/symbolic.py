@@ -763,10 +763,12 @@ def summary_table(frame, by: Sequence[str] | None = None) -> str:
 # -------------------------------------------------------------------------------------- sweeps and the CLI
 
 #: A sweep's TOML keys that are not field names, and the keys whose lists make axes of the grid.
-_TOML_KEYS = {"noise": "noise_features", "lr": "learning_rate"}
-_TOML_AXES = ("noise", "n", "depth", "width", "activation", "lr", "optimizer", "dropout", "label_noise", "epochs")
-_RESULT_COLUMN = {"noise": "noise_features", "activation": "model"}  # TOML axis -> its results column
-_SWEEP_AXIS = {"label_noise": "label-noise"}  # TOML axis -> its name in the sweep_axis column (the CLI's --sweep)
+_TOML_KEYS = {"noise": "noise_features", "lr": "learning_rate"}  # short keys, kept from the first sweeps
+_TOML_AXES = ("noise", "noise_features", "n", "depth", "width", "activation", "lr", "learning_rate", "optimizer",
+              "dropout", "label_noise", "epochs")
+_RESULT_COLUMN = {"noise": "noise_features", "activation": "model", "learning_rate": "lr"}  # TOML axis -> column
+# TOML axis -> its name in the sweep_axis column (the CLI's --sweep)
+_SWEEP_AXIS = {"label_noise": "label-noise", "noise_features": "noise", "learning_rate": "lr"}
 
 
 def _split(setting: SymbolicConfig, index: int, *, chunk_size: int, axes: Sequence[str],
@@ -843,14 +845,14 @@ def add_cli(sub) -> None:
         ),
     )
     p.add_argument("--formulas", default="0-14", help="indices ('0-14', '3,5,9') or a formula text, e.g. '0.5*sin(a) + b**2'")
-    p.add_argument("--noise", type=int, default=100, help="noise columns (default 100)")
+    p.add_argument("--noise-features", "--noise", dest="noise", type=int, default=100, help="noise columns (default 100)")
     p.add_argument("--seeds", default="0", help="seeds, e.g. '0-4' or '0,3' (default 0)")
     p.add_argument("--methods", default="all", help="comma-separated names from chaosjax.attribution.METHODS, or 'all'")
     p.add_argument("--epochs", type=int, default=1000, help="full-batch training epochs")
     p.add_argument("--n", type=int, default=10_000, help="rows, split 80/20 into train and test")
     p.add_argument("--depth", type=int, default=3, help="hidden layers of the MLP")
     p.add_argument("--width", type=int, default=100, help="units per hidden layer")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    p.add_argument("--learning-rate", "--lr", dest="lr", type=float, default=1e-3, help="learning rate")
     p.add_argument("--optimizer", default="adam", help="adam, adagrad, adadelta, rmsprop, sgd or asgd")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout rate in training")
     p.add_argument("--label-noise", type=float, default=0.01, help="std of the Gaussian label noise")

@@ -509,7 +509,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--epochs", type=int, default=defaults.epochs, help=f"default {defaults.epochs}")
     p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="training batch size")
     p.add_argument("--seeds", default="0", help="seeds, e.g. '0-2' (trained together under vmap)")
-    p.add_argument("--lr", type=float, default=defaults.learning_rate,
+    p.add_argument("--learning-rate", "--lr", dest="lr", type=float, default=defaults.learning_rate,
                    help=f"AdamW peak learning rate, cosine schedule after a warm-up of 5%% (default {defaults.learning_rate:g})")
     p.add_argument("--width", type=int, default=None, help="model width (default: each model's own)")
     p.add_argument("--ig-steps", type=int, default=20, help="integrated-gradients steps")
