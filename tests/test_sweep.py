@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import threading
 from pathlib import Path
 
 import jax
@@ -181,7 +182,7 @@ def test_checkpoints_restore_params_bit_identically(tmp_path):
 
 
 def test_checkpoints_hold_real_cells_and_restore_for_any_device_count(tmp_path):
-    store, lock = sweep._Store(tmp_path, 0, 1), sweep.threading.Lock()
+    store, lock = sweep._Store(tmp_path, 0, 1), threading.Lock()
     tree = {"w": np.arange(12, dtype=np.float32).reshape(4, 3)}  # 3 real cells padded to 4 (a copy of the last)
     tree["w"][3] = tree["w"][2]
     calls = []

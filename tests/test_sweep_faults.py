@@ -406,7 +406,7 @@ def test_every_bit_flip_anywhere_in_a_checkpoint_is_caught(config, reference, fa
         raise _OrbaxReached
 
     checkpointer = sweep._checkpointer
-    monkeypatch.setattr(sweep, "_checkpointer", unreachable)
+    monkeypatch.setattr(sweep._store, "_checkpointer", unreachable)
     flips = 0
     folder = out / "checkpoints" / "s0-c1"
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
@@ -419,7 +419,7 @@ def test_every_bit_flip_anywhere_in_a_checkpoint_is_caught(config, reference, fa
             flips += 1
             _flip(path, byte, byte % 8)  # undo
     assert flips > 1000
-    monkeypatch.setattr(sweep, "_checkpointer", checkpointer)
+    monkeypatch.setattr(sweep._store, "_checkpointer", checkpointer)
     _run(config, out)
     _assert_identical(out, reference)
 

@@ -524,15 +524,11 @@ def add_cli(subparsers) -> None:
 def config_from_args(args) -> VisionConfig:
     from chaosjax._parse import parse_int_range, parse_names
 
-    def names(text, flag):
-        out = parse_names(text, flag)
-        return out
-
     conditions = tuple(s.strip().upper() for s in args.conditions.split(",") if s.strip())
     return VisionConfig(
         conditions=conditions,
-        models=names(args.models, "--models") or tuple(MV.MODELS),
-        methods=names(args.methods, "--methods"),
+        models=parse_names(args.models, "--models") or tuple(MV.MODELS),
+        methods=parse_names(args.methods, "--methods"),
         preset=args.preset,
         source=args.source,
         background=args.background,
