@@ -18,7 +18,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,9 @@ __all__ = [
     "environment",
     "format_mean_ci",
     "git_commit",
+    "markdown_table",
     "mean_ci",
+    "summary_rows",
     "write_results",
 ]
 
@@ -134,3 +136,24 @@ def format_mean_ci(values: Sequence[float], digits: int = 3) -> str:
         return "–"
     mean, half = mean_ci(arr)
     return f"{mean:.{digits}f} ± {half:.{digits}f}" if n >= MIN_CI_SAMPLES else f"{mean:.{digits}f} (n={n})"
+
+
+def markdown_table(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A markdown table: the `head` row, then one row per element of `rows` (cells shown with `str`)."""
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def summary_rows(frame, by: Sequence[str], scores: Mapping[str, str], *, count: str | None = None,
+                 digits: int = 3) -> str:
+    """The summary table a track prints: a row per group of the `by` columns (in order of appearance), each of
+    `scores` (header -> column) as `format_mean_ci`, then the group's size under the header `count` (if given)
+    and its summed ``seconds``."""
+    head = [*by, *scores, *([count] if count else []), "seconds"]
+    rows = []
+    for key, group in frame.groupby(list(by), sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append([*key, *(format_mean_ci(group[c], digits) for c in scores.values()),
+                     *([len(group)] if count else []), f"{group['seconds'].sum():.1f}"])
+    return markdown_table(head, rows)

@@ -19,7 +19,7 @@ from matplotlib.patches import Rectangle
 
 from chaosjax import tracks
 from chaosjax.attribution import METHODS
-from chaosjax.runs import MIN_CI_SAMPLES, SCHEMA_VERSION, mean_ci
+from chaosjax.runs import MIN_CI_SAMPLES, SCHEMA_VERSION, markdown_table, mean_ci
 
 #: The Okabe-Ito colour-blind-safe palette.
 OKABE_ITO = {
@@ -355,10 +355,7 @@ def _fmt_values(values, digits: int = 3) -> str:
     return _fmt(*mean_ci(arr), digits, n=int(np.isfinite(arr).sum()))
 
 
-def _table(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+_table = markdown_table  # the report's sections' name for it
 
 
 def _save(fig: Figure, figdir: Path, name: str, formats: Sequence[str]) -> list[Path]:

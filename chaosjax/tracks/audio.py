@@ -55,7 +55,7 @@ from chaosjax.data import audio as data
 from chaosjax.data.audio import CONDITIONS
 from chaosjax.data.speech import WORDS
 from chaosjax.models import audio as models
-from chaosjax.runs import format_mean_ci, write_results
+from chaosjax.runs import summary_rows, write_results
 from chaosjax.tracks import Track, help_line
 from chaosjax.tracks._cli import checked_job
 from chaosjax.tracks._seeded import compute_seeds, model_condition_label, split_models_conditions
@@ -572,11 +572,9 @@ def _figures(folder: Path, examples: dict[str, list], train, spec: data.AudioSpe
 def summary_table(frame) -> str:
     """A markdown table per condition x model x method: accuracy, channel mass and hit rate (mean and 95% CI over
     seeds; chance 1 / channels) and the attribution wall time."""
-    head = ["condition", "model", "method", "accuracy", "channel mass", "channel hit", "seeds", "seconds"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (cond, model, method), g in frame.groupby(["condition", "model", "method"], sort=False):
-        acc, mass, hit = (format_mean_ci(g[c]) for c in ("accuracy", "channel_mass", "channel_hit"))
-        lines.append(f"| {cond} | {model} | {method} | {acc} | {mass} | {hit} | {len(g)} | {g['seconds'].sum():.1f} |")
+    lines = [summary_rows(frame, ["condition", "model", "method"],
+                          {"accuracy": "accuracy", "channel mass": "channel_mass", "channel hit": "channel_hit"},
+                          count="seeds")]
     if len(frame):
         chance = frame["chance"].iloc[0]
         train = frame.drop_duplicates(["condition", "model", "seed"])["train_seconds"].sum()

@@ -32,6 +32,7 @@ from chaosjax.runs import (  # noqa: F401 (the results helpers, also reached fro
     environment,
     format_mean_ci,
     mean_ci,
+    summary_rows,
     write_results,
 )
 from chaosjax.tracks import Chunk, ChunkRun, Track, help_line, proxy_bench
@@ -745,16 +746,8 @@ def summary_table(frame, by: Sequence[str] | None = None) -> str:
         first = frame["sweep_axis"].iloc[0] if len(frame) else ""
         axis = first if isinstance(first, str) else ""  # read back from CSV, an empty axis is NaN
         by = [{"noise": "noise_features", "label-noise": "label_noise"}.get(axis, axis)] if axis else []
-    keys = list(by) + ["method"]
-    head = list(by) + ["method", "functional precision", "uniform score", "cells", "seconds"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for key, group in frame.groupby(keys, sort=False):
-        key = key if isinstance(key, tuple) else (key,)
-        cells = [str(k) for k in key] + [
-            format_mean_ci(group["functional_precision"]), format_mean_ci(group["uniform_score"]), str(len(group)),
-            f"{group['seconds'].sum():.1f}"
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines = [summary_rows(frame, [*by, "method"], {"functional precision": "functional_precision",
+                                                   "uniform score": "uniform_score"}, count="cells")]
     train = frame.drop_duplicates(["formula", "seed"] + list(by))["train_seconds"].sum()
     lines.append(f"\ntraining: {train:.1f} s for {len(frame.drop_duplicates(['formula', 'seed']))} models per setting")
     return "\n".join(lines)

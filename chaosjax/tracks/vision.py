@@ -33,7 +33,7 @@ from chaosjax._progress import Progress, count
 from chaosjax.checks import check_distinct, check_finite_number, check_out_dir, check_seeds, diverged, refuse_or_warn_diverged
 from chaosjax.data import vision as V
 from chaosjax.models import vision as MV
-from chaosjax.runs import format_mean_ci, write_results
+from chaosjax.runs import summary_rows, write_results
 from chaosjax.tracks import Track, help_line
 from chaosjax.tracks._cli import checked_job
 from chaosjax.tracks._seeded import compute_seeds, model_condition_label, split_models_conditions
@@ -471,14 +471,9 @@ def run(config: VisionConfig, *, out: str | os.PathLike | None = None, overwrite
 
 def summary_table(frame) -> str:
     """Markdown: per condition x model x method, accuracy and the four scores (mean ± 95% CI over seeds)."""
-    head = ["condition", "model", "method", "accuracy", "iou", "iou corrected", "mass in box", "pointing", "seconds"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (cond, model, method), g in frame.groupby(["condition", "model", "method"], sort=False):
-        cells = [cond, model, method]
-        for col in ("accuracy", "iou", "iou_corrected", "mass_in_box", "pointing"):
-            cells.append(format_mean_ci(g[col]))
-        cells.append(f"{g['seconds'].sum():.1f}")
-        lines.append("| " + " | ".join(cells) + " |")
+    lines = [summary_rows(frame, ["condition", "model", "method"],
+                          {"accuracy": "accuracy", "iou": "iou", "iou corrected": "iou_corrected",
+                           "mass in box": "mass_in_box", "pointing": "pointing"})]
     train = frame.drop_duplicates(["condition", "model", "seed"])["train_seconds"].sum()
     lines.append(f"\ntraining: {train:.1f} s in all")
     return "\n".join(lines)
