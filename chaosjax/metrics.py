@@ -80,6 +80,13 @@ def _check_valid(valid: Any, width: int) -> jax.Array:
     return valid
 
 
+def _check_selection(attr, m, valid) -> tuple[jax.Array, int, jax.Array, jax.Array]:
+    """The checked inputs of a top-m score: ``(attr as (n, W), W, m, valid)``."""
+    attr = _check_2d(attr, "attr")
+    width = attr.shape[1]
+    return attr, width, _check_m(m, width), _check_valid(valid, width)
+
+
 def _check_protocol(protocol: str) -> None:
     if protocol not in _PROTOCOLS:
         raise ValueError(f"protocol must be one of {_PROTOCOLS}, got {protocol!r}")
@@ -123,10 +130,7 @@ def functional_precision(attr: jax.Array, m: int | jax.Array, *, valid: jax.Arra
     Returns:
       Scalar in ``[0, 1]``.
     """
-    attr = _check_2d(attr, "attr")
-    width = attr.shape[1]
-    m = _check_m(m, width)
-    valid = _check_valid(valid, width)
+    attr, width, m, valid = _check_selection(attr, m, valid)
     w = _top_m_weights(jnp.abs(attr), m, valid)
     predictive = jnp.arange(width) < m
     per_row = jnp.sum(jnp.where(predictive[None, :], w, 0.0), axis=-1) / m.astype(w.dtype)
@@ -229,10 +233,7 @@ def consistency(attr: jax.Array, m: int | jax.Array, *, valid: jax.Array | None 
     Returns:
       Scalar in ``[0, 1]``.
     """
-    attr = _check_2d(attr, "attr")
-    width = attr.shape[1]
-    m = _check_m(m, width)
-    valid = _check_valid(valid, width)
+    attr, width, m, valid = _check_selection(attr, m, valid)
     mag = jnp.abs(attr)
     w_row = _top_m_weights(mag, m, valid)
     w_glob = _top_m_weights(jnp.mean(mag, axis=0)[None, :], m, valid)
