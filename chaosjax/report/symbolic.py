@@ -105,15 +105,30 @@ def _setting_text(frame: pd.DataFrame, axes: list[str]) -> str:
 
 def draw(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *,
                      formats: Sequence[str]) -> tuple[str, list[Path]]:
+    """The symbolic section: the methods, an ablation per swept axis, the per-formula table and, with proxy
+    columns, the proxies against the truth."""
     names = _ordered(frame["method"])
     colors = method_colors(names)
     axes = _sweep_axes(frame)
+    md = ["## Symbolic functional track", "", _setting_text(frame, axes), ""]
+    figures: list[Path] = []
+    for section in (_methods_section(frame, names, colors, axes, figdir, formats),
+                    *(_ablation_section(frame, axis, names, colors, figdir, formats) for axis in axes),
+                    _formulas_section(frame, names, axes, figdir, formats)):
+        md += section[0]
+        figures += section[1]
+    if proxies.has_proxies(frame):  # `chaosjax symbolic --proxies`
+        text, paths = proxies.draw(frame, figdir, formats=formats)
+        md += [text]
+        figures += paths
+    return "\n".join(md), figures
+
+
+def _methods_section(frame, names, colors, axes, figdir, formats) -> tuple[list[str], list[Path]]:
+    """Functional precision and uniform score per method with 95% CIs over formulas x seeds, and their table."""
     pooled = " (pooled over every setting)" if axes else ""
     chance = _chance(frame)
-    figures: list[Path] = []
-    md = ["## Symbolic functional track", "", _setting_text(frame, axes), ""]
-
-    # 1. Methods: functional precision and uniform score with 95% CIs over formulas x seeds.
+    md: list[str] = []
     fig = Figure(figsize=(11, 0.5 * len(names) + 2.2), layout="constrained")
     panels = fig.subplots(1, 2, sharey=True)
     for ax, metric in zip(panels, _SYMBOLIC_METRICS):
@@ -138,7 +153,7 @@ def draw(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *,
     fig.suptitle(f"Attribution methods vs the true function: {n_formulas} formula{'s' * (n_formulas != 1)} x "
                  f"{n_seeds} seed{'s' * (n_seeds != 1)}{pooled}")
     paths = _save(fig, figdir, "symbolic_methods", formats)
-    figures += paths
+    figures = paths
     md += [_image(paths, "functional precision and uniform score per method"), ""]
     rows = []
     for name in names:
@@ -159,61 +174,69 @@ def draw(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *,
             extra.append(f"Pred score {_fmt_values(models['pred_score'])}")
         md += [f"Models ({len(models)}): " + ", ".join(extra) + ".", ""]
 
-    # 2. Ablation curves: metric vs the swept axis, one line per method.
-    for axis in axes:
-        column, axis_label = _AXES[axis]
-        sub = _axis_rows(frame, axis)
-        values = sorted(pd.unique(sub[column].dropna()), key=lambda v: (isinstance(v, str), v))
-        categorical = any(isinstance(v, str) for v in values)
-        fig = Figure(figsize=(12, 4.6), layout="constrained")
-        panels = fig.subplots(1, 2)
-        position = {v: i for i, v in enumerate(values)}
-        for ax, metric in zip(panels, _SYMBOLIC_METRICS):
-            for k, name in enumerate(names):
-                stats = _stats(sub[sub["method"] == name], [column], metric)
-                stats = stats.sort_values(column, key=lambda s: s.map(position))
-                xs = stats[column].map(position) if categorical else stats[column].astype(float)
-                # Dodge the error bars sideways so that methods with equal means stay readable.
-                shift = (k - (len(names) - 1) / 2) * 0.012
-                if categorical:
-                    xs = xs + shift * len(values)
-                elif axis == "lr" and min(values) > 0:
-                    xs = xs * 10 ** (shift * math.log10(max(values) / min(values)))
-                else:
-                    xs = xs + shift * (float(max(values)) - float(min(values)))
-                ax.errorbar(xs, stats["mean"], yerr=np.nan_to_num(stats["ci"]), color=colors[name], linewidth=1.6,
-                            markersize=5, capsize=2, elinewidth=0.8, **_style(name))
-            if metric == "functional_precision":
-                ch = (sub["m"] / (sub["m"] + sub["noise_features"])).groupby(sub[column]).mean()
-                ch = ch.sort_index(key=lambda s: s.map(position))
-                xs = ch.index.map(position) if categorical else ch.index.astype(float)
-                ax.plot(xs, ch.to_numpy(), color="black", linestyle=":", linewidth=1.2)
-            if categorical:
-                ax.set_xticks(range(len(values)), values)
-            elif axis == "lr" and min(values) > 0:
-                ax.set_xscale("log")
-            elif len(values) <= 8:
-                ax.set_xticks([float(v) for v in values], [f"{v:g}" for v in values])
-            ax.set_xlabel(axis_label)
-            ax.set_ylabel(_label(metric))
-            ax.set_ylim(0, 1.02)
-            ax.grid(alpha=0.3)
-        _legend(fig, names, colors, extra=[(Line2D([], [], color="black", linestyle=":"), "chance (FP)")])
-        fig.suptitle(f"Ablation over {axis_label}: mean over formulas x seeds, bars = 95% CI")
-        paths = _save(fig, figdir, f"symbolic_ablation_{axis.replace('-', '_')}", formats)
-        figures += paths
-        md += [f"### Ablation: {axis_label}", "", _image(paths, f"metrics vs {axis_label}"), ""]
-        for metric in _SYMBOLIC_METRICS:
-            stats = _stats(sub, [column, "method"], metric)
-            head = [axis_label] + [f"`{n}`" for n in names]
-            rows = []
-            for v in values:
-                s = stats[stats[column] == v].set_index("method")
-                rows.append([f"{v:g}" if isinstance(v, (float, np.floating)) else v]
-                            + [_fmt(s["mean"].get(n, np.nan), s["ci"].get(n, np.nan), 2, n=s["count"].get(n, 0)) for n in names])
-            md += [f"{_label(metric).capitalize()}:", "", _table(head, rows), ""]
+    return md, figures
 
-    # 3. Per-formula heat table.
+
+def _ablation_section(frame, axis, names, colors, figdir, formats) -> tuple[list[str], list[Path]]:
+    """One swept axis: each metric against the axis, one line per method, and its tables."""
+    md: list[str] = []
+    column, axis_label = _AXES[axis]
+    sub = _axis_rows(frame, axis)
+    values = sorted(pd.unique(sub[column].dropna()), key=lambda v: (isinstance(v, str), v))
+    categorical = any(isinstance(v, str) for v in values)
+    fig = Figure(figsize=(12, 4.6), layout="constrained")
+    panels = fig.subplots(1, 2)
+    position = {v: i for i, v in enumerate(values)}
+    for ax, metric in zip(panels, _SYMBOLIC_METRICS):
+        for k, name in enumerate(names):
+            stats = _stats(sub[sub["method"] == name], [column], metric)
+            stats = stats.sort_values(column, key=lambda s: s.map(position))
+            xs = stats[column].map(position) if categorical else stats[column].astype(float)
+            # Dodge the error bars sideways so that methods with equal means stay readable.
+            shift = (k - (len(names) - 1) / 2) * 0.012
+            if categorical:
+                xs = xs + shift * len(values)
+            elif axis == "lr" and min(values) > 0:
+                xs = xs * 10 ** (shift * math.log10(max(values) / min(values)))
+            else:
+                xs = xs + shift * (float(max(values)) - float(min(values)))
+            ax.errorbar(xs, stats["mean"], yerr=np.nan_to_num(stats["ci"]), color=colors[name], linewidth=1.6,
+                        markersize=5, capsize=2, elinewidth=0.8, **_style(name))
+        if metric == "functional_precision":
+            ch = (sub["m"] / (sub["m"] + sub["noise_features"])).groupby(sub[column]).mean()
+            ch = ch.sort_index(key=lambda s: s.map(position))
+            xs = ch.index.map(position) if categorical else ch.index.astype(float)
+            ax.plot(xs, ch.to_numpy(), color="black", linestyle=":", linewidth=1.2)
+        if categorical:
+            ax.set_xticks(range(len(values)), values)
+        elif axis == "lr" and min(values) > 0:
+            ax.set_xscale("log")
+        elif len(values) <= 8:
+            ax.set_xticks([float(v) for v in values], [f"{v:g}" for v in values])
+        ax.set_xlabel(axis_label)
+        ax.set_ylabel(_label(metric))
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+    _legend(fig, names, colors, extra=[(Line2D([], [], color="black", linestyle=":"), "chance (FP)")])
+    fig.suptitle(f"Ablation over {axis_label}: mean over formulas x seeds, bars = 95% CI")
+    paths = _save(fig, figdir, f"symbolic_ablation_{axis.replace('-', '_')}", formats)
+    figures = paths
+    md += [f"### Ablation: {axis_label}", "", _image(paths, f"metrics vs {axis_label}"), ""]
+    for metric in _SYMBOLIC_METRICS:
+        stats = _stats(sub, [column, "method"], metric)
+        head = [axis_label] + [f"`{n}`" for n in names]
+        rows = []
+        for v in values:
+            s = stats[stats[column] == v].set_index("method")
+            rows.append([f"{v:g}" if isinstance(v, (float, np.floating)) else v]
+                        + [_fmt(s["mean"].get(n, np.nan), s["ci"].get(n, np.nan), 2, n=s["count"].get(n, 0)) for n in names])
+        md += [f"{_label(metric).capitalize()}:", "", _table(head, rows), ""]
+    return md, figures
+
+
+def _formulas_section(frame, names, axes, figdir, formats) -> tuple[list[str], list[Path]]:
+    """The per-formula heat table of both metrics, and functional precision per formula and method."""
+    md: list[str] = []
     labels = sorted(pd.unique(frame["formula"]), key=_formula_key)
     texts = (frame.drop_duplicates("formula").set_index("formula")["formula_text"]
              if "formula_text" in frame.columns else pd.Series(dtype=str))
@@ -239,7 +262,7 @@ def draw(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *,
                  label="score: mean over seeds" + (" and settings" if axes else ""))
     fig.suptitle("Per formula and method")
     paths = _save(fig, figdir, "symbolic_formulas", formats)
-    figures += paths
+    figures = paths
     md += ["### Per formula", "", _image(paths, "per-formula heat table"), ""]
     head = ["formula", "m"] + (["test MAE"] if "test_mae" in frame.columns else []) + [f"`{n}`" for n in names]
     fp = frame.pivot_table(index="formula", columns="method", values="functional_precision", aggfunc="mean")
@@ -254,10 +277,4 @@ def draw(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *,
         rows.append(row)
     md += ["Functional precision per formula (mean over seeds" + (" and settings" if axes else "") + "):", "",
            _table(head, rows), ""]
-
-    # 4. Proxy metrics against the truth (`chaosjax symbolic --proxies`).
-    if proxies.has_proxies(frame):
-        text, paths = proxies.draw(frame, figdir, formats=formats)
-        md += [text]
-        figures += paths
-    return "\n".join(md), figures
+    return md, figures
