@@ -42,6 +42,8 @@ def _run_seconds(frame: pd.DataFrame, run_keys: list[str]) -> pd.DataFrame:
 
 def draw(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *,
                 formats: Sequence[str]) -> tuple[str, list[Path]]:
+    """The RFE section: each metric at each round (one column of panels per dataset and schedule), the final
+    features of each run, and the time per method."""
     names = _ordered(frame["method"])
     colors = method_colors(names)
     metrics = _present_metrics(frame, _RFE_METRICS)
@@ -53,13 +55,21 @@ def draw(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *,
     step = "round" if "round" in frame.columns else "features_kept"
     n_units = len(frame.drop_duplicates(units))
     over = "/".join(f"{u}s" for u in units) + (" x seeds" if "seed" in frame else "")
-    figures: list[Path] = []
     md = ["## Recursive feature elimination", "",
           f"{n_units} dataset/formula{'s' * (n_units != 1)}"
           + (f" x {frame['seed'].nunique()} seeds" if "seed" in frame else "")
           + (f" x schedules {', '.join(map(str, pd.unique(frame['schedule'])))}" if "schedule" in frame else "")
           + f"; {len(names)} methods and baselines; intervals over {over}.", ""]
 
+    curves, curve_paths = _curves_section(frame, names, colors, metrics, facet_cols, facets, step, figdir, formats)
+    timing, time_paths = _time_section(frame, names, colors, run_keys, over, figdir, formats)
+    md += curves + _final_table(frame, names, metrics, run_keys) + timing
+    return "\n".join(md), curve_paths + time_paths
+
+
+def _curves_section(frame, names, colors, metrics, facet_cols, facets, step, figdir, formats
+                    ) -> tuple[list[str], list[Path]]:
+    """Each metric against the features kept, one line per method (dodged sideways), one panel column per facet."""
     fig = Figure(figsize=(3.2 + 4.2 * len(facets), 0.8 + 3.0 * len(metrics)), layout="constrained")
     panels = fig.subplots(len(metrics), len(facets), squeeze=False)
     for j, facet in enumerate(facets):
@@ -111,9 +121,12 @@ def draw(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *,
     _legend(fig, names, colors)
     fig.suptitle("RFE: score at each round (mean ± 95% CI; methods dodged sideways)")
     paths = _save(fig, figdir, "rfe_curves", formats)
-    figures += paths
-    md += [_image(paths, "metric vs number of kept features"), ""]
+    return [_image(paths, "metric vs number of kept features"), ""], paths
 
+
+
+def _final_table(frame, names, metrics, run_keys) -> list[str]:
+    """The final features of each run and their scores (the network retrained on them, where measured)."""
     if "final" in frame.columns and frame["final"].astype(bool).any():
         final = frame[frame["final"].astype(bool)]
     else:
@@ -127,10 +140,14 @@ def draw(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *,
         group = final[final["method"] == name]
         rows.append([f"`{name}`", _fmt(float(group["features_kept"].mean()), digits=1)]
                     + [_fmt_values(group[m]) for m in final_metrics])
-    md += ["Final features of each run" + (" (network: the same MLP retrained on them)" if any(
+    return ["Final features of each run" + (" (network: the same MLP retrained on them)" if any(
         m.startswith("mlp_") for m in final_metrics) else "") + ":", "",
            _table(["method", "features kept"] + [labels.get(m, _label(m)) for m in final_metrics], rows), ""]
 
+
+
+def _time_section(frame, names, colors, run_keys, over, figdir, formats) -> tuple[list[str], list[Path]]:
+    """Wall seconds per elimination and method: a bar chart and its table."""
     totals = _run_seconds(frame, run_keys)
     stats = _stats(totals, ["method"], "seconds").set_index("method").reindex(names)
     fig = Figure(figsize=(8, 0.45 * len(names) + 1.8), layout="constrained")
@@ -157,11 +174,9 @@ def draw(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *,
     ax.set_axisbelow(True)
     fig.suptitle("RFE: time per method")
     paths = _save(fig, figdir, "rfe_time", formats)
-    figures += paths
-    md += ["### Time", "", _image(paths, "time per method"), "",
+    return ["### Time", "", _image(paths, "time per method"), "",
            "A neural method's eliminations (every dataset x seed x schedule) run as one compiled program of its "
            "own, so its time per elimination is that program's wall time, compilation included, divided by its "
            "runs: the same for each of them, hence no interval. A scikit-learn baseline is timed run by run.", "",
            _table(["method", "seconds per elimination"],
-                  [[f"`{n}`", _fmt(m, c, 2, n=k)] for n, m, c, k in zip(names, means, cis, counts)]), ""]
-    return "\n".join(md), figures
+                  [[f"`{n}`", _fmt(m, c, 2, n=k)] for n, m, c, k in zip(names, means, cis, counts)]), ""], paths
