@@ -30,9 +30,11 @@ import numpy as np
 
 from chaosjax import attribution, classify, metrics
 from chaosjax._progress import Progress, count
-from chaosjax.checks import check_distinct, check_finite_number, check_out_dir, check_seeds, diverged, refuse_or_warn_diverged
+from chaosjax.checks import check_distinct, check_out_dir, check_seeds, diverged, refuse_or_warn_diverged
 from chaosjax.data import vision as V
 from chaosjax.models import vision as MV
+from chaosjax._fields import add_flags, check_fields, from_args, integer, number, one_of, option
+from chaosjax._parse import parse_int_range, parse_names
 from chaosjax.runs import summary_rows, write_results
 from chaosjax.tracks import Track, help_line
 from chaosjax.tracks._cli import checked_job
@@ -46,36 +48,53 @@ COLUMNS = (
 PROTOCOLS = ("paper", "corrected")
 
 
+def _conditions(text: str, flag: str) -> tuple[str, ...]:
+    return tuple(s.strip().upper() for s in text.split(",") if s.strip())
+
+
+def _models(text: str, flag: str) -> tuple[str, ...]:
+    return parse_names(text, flag) or tuple(MV.MODELS)
+
+
+def _seeds(seeds, name: str) -> None:
+    check_seeds(seeds)
+
+
 @dataclasses.dataclass(frozen=True)
 class VisionConfig:
     """Everything a vision run depends on. Defaults: all four conditions, the small CNN, every method, the tiny
     preset on the embedded digits and photos (the study's sizes are ``preset="paper"``, 50,000 / 10,000)."""
 
-    conditions: tuple[str, ...] = V.CONDITIONS
-    models: tuple[str, ...] = ("cnn",)
-    methods: tuple[str, ...] | None = None  # None: every method of chaosjax.attribution.METHODS
-    preset: str = "tiny"
-    source: str = "digits"
-    background: str = "photos"
-    train_size: int = 8192
-    val_size: int = 256
+    conditions: tuple[str, ...] = option(V.CONDITIONS, "comma-separated, default all four", parse=_conditions)
+    models: tuple[str, ...] = option(("cnn",), f"comma-separated from {', '.join(MV.MODELS)}", parse=_models)
+    methods: tuple[str, ...] | None = option(  # None: every method of chaosjax.attribution.METHODS
+        None, "comma-separated names from chaosjax.attribution.METHODS, or 'all'", parse=parse_names, text="all")
+    preset: str = option("tiny", "tiny (56/8), small (112/16) or paper (224/32)", check=one_of(*V.PRESETS))
+    source: str = option("digits", "digits | cifar10:PATH | chaosmining:PATH")
+    background: str = option("photos", "photos | flowers102:PATH")
+    train_size: int = option(8192, "distinct training canvases", check=integer(1))
+    val_size: int = option(256, "validation canvases, all attributed and scored", check=integer(1))
     # 8 epochs (4,096 steps) reach 0.99 / 0.92 / 0.93 top-1 on RBFP / RBRP / SBFP (tiny), but SBRP only 0.13;
     # 16 epochs bring SBRP to 0.78. About 8 min of training per condition on 2 CPU cores.
-    epochs: int = 16
-    batch_size: int = 64
-    seeds: tuple[int, ...] = (0,)
-    protocol: str = "paper"
+    epochs: int = option(16, "training epochs", check=integer(1))
+    batch_size: int = option(64, "training batch size", check=integer(1))
+    seeds: tuple[int, ...] = option((0,), "seeds, e.g. '0-2' (trained together under vmap)", check=_seeds,
+                                    parse=parse_int_range, text="0")
+    protocol: str = option("paper", "paper: the study's IoU in the iou column; corrected: the corrected one "
+                           "(docs/protocol.md)", check=one_of(*PROTOCOLS), choices=PROTOCOLS)
     # The small CNN sits on a plateau (chance) until it finds the 8-px digit in the noise: on tiny RBFP, 600
     # steps reached 0.30 top-1 at 3e-3 and 0.96 at 1e-2; 1,280 steps at 1e-3 stayed at 0.13.
-    learning_rate: float = 1e-2
-    weight_decay: float = 1e-4
-    warmup_steps: int | None = None  # None: steps // 20
-    width: int | None = None  # None: each model's default width
-    ig_steps: int = 20
-    smoothgrad_samples: int = 20
-    shap_samples: int = 20
-    attribution_chunk: int = 32  # validation samples attributed at once (memory bound)
-    loop: str | None = None  # classify's training loop; None: scan on accelerators, python on CPU
+    learning_rate: float = option(1e-2, "AdamW peak learning rate, cosine schedule after a warm-up of 5%%",
+                                  check=number(positive=True), flags=("--learning-rate", "--lr"))
+    weight_decay: float = option(1e-4, "AdamW weight decay", check=number(low=0.0))
+    warmup_steps: int | None = option(None, "learning-rate warm-up steps (default: 5%% of the steps)")
+    width: int | None = option(None, "model width (default: each model's own)", check=integer(1, optional=True))
+    ig_steps: int = option(20, "integrated-gradients steps", check=integer(1))
+    smoothgrad_samples: int = option(20, "SmoothGrad's noisy samples", check=integer(1))
+    shap_samples: int = option(20, "GradientSHAP's samples", check=integer(1))
+    attribution_chunk: int = option(32, "validation samples attributed at once (memory bound)", check=integer(1))
+    loop: str | None = option(None, "classify's training loop; default: scan on accelerators, python on CPU",
+                              check=one_of("scan", "python", optional=True))
 
     def method_names(self) -> tuple[str, ...]:
         """The methods to run. The default (`methods=None`) is every method of `chaosjax.attribution.METHODS`
@@ -110,34 +129,18 @@ class VisionConfig:
                 f"methods: shapley_exact enumerates every coalition of the grid's 49 cells (2^49); its limit is "
                 f"{attribution.MAX_EXACT_GROUPS} groups. Use shapley_sampling or kernel_shap"
             )
-        if self.preset not in V.PRESETS:
-            raise ValueError(f"preset: unknown {self.preset!r}; expected one of {', '.join(V.PRESETS)}")
-        kind, path = V.parse_source(self.source, "source", V.FOREGROUND_SOURCES)
-        bkind, bpath = V.parse_source(self.background, "background", V.BACKGROUND_SOURCES)
-        for flag, p in (("source", path), ("background", bpath)):
+        check_fields(self)
+        _, path = V.parse_source(self.source, "source", V.FOREGROUND_SOURCES)
+        _, background_path = V.parse_source(self.background, "background", V.BACKGROUND_SOURCES)
+        for flag, p in (("source", path), ("background", background_path)):
             if p is not None and not Path(p).expanduser().is_dir():
                 raise ValueError(f"{flag}: path {p!r} is not a directory")
-        for name in ("train_size", "val_size", "epochs", "batch_size", "ig_steps", "smoothgrad_samples",
-                     "shap_samples", "attribution_chunk"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name}: expected an integer >= 1, got {v!r}")
         if self.batch_size > self.train_size:
             raise ValueError(f"batch_size: {self.batch_size} exceeds train_size {self.train_size}")
-        check_seeds(self.seeds)
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"protocol: expected one of {PROTOCOLS}, got {self.protocol!r}")
-        check_finite_number(self.learning_rate, "learning_rate", positive=True)
-        if self.warmup_steps is not None and (isinstance(self.warmup_steps, bool)
-                                              or not isinstance(self.warmup_steps, (int, np.integer))
-                                              or self.warmup_steps < 0 or self.warmup_steps >= self.steps):
+        if self.warmup_steps is not None and (not isinstance(self.warmup_steps, (int, np.integer))
+                                              or isinstance(self.warmup_steps, bool)
+                                              or not 0 <= self.warmup_steps < self.steps):
             raise ValueError(f"warmup_steps: expected an integer in [0, {self.steps}) or None, got {self.warmup_steps!r}")
-        check_finite_number(self.weight_decay, "weight_decay", low=0.0)
-        if self.width is not None and (isinstance(self.width, bool) or not isinstance(self.width, (int, np.integer))
-                                       or self.width < 1):
-            raise ValueError(f"width: expected an integer >= 1 or None, got {self.width!r}")
-        if self.loop not in (None, "scan", "python"):
-            raise ValueError(f"loop: expected 'scan', 'python' or None, got {self.loop!r}")
         for name in self.models:  # builds the abstract model only: catches a ViT patch that does not divide
             self.model(name)
 
@@ -491,52 +494,21 @@ def add_cli(subparsers) -> None:
                      "the validation split w.r.t. the predicted class, and score localisation (IoU as the study, "
                      "corrected IoU, mass in box, pointing game)."),
     )
-    p.add_argument("--conditions", default=",".join(V.CONDITIONS), help="comma-separated, default all four")
-    p.add_argument("--models", default="cnn", help=f"comma-separated from {', '.join(MV.MODELS)} (default cnn)")
-    p.add_argument("--methods", default="all", help="comma-separated names from chaosjax.attribution.METHODS, or 'all'")
-    p.add_argument("--preset", default="tiny", help="tiny (56/8), small (112/16) or paper (224/32); default tiny")
-    p.add_argument("--source", default="digits", help="digits | cifar10:PATH | chaosmining:PATH")
-    p.add_argument("--background", default="photos", help="photos | flowers102:PATH")
-    defaults = VisionConfig()
-    p.add_argument("--train-size", type=int, default=defaults.train_size,
-                   help=f"distinct training canvases (default {defaults.train_size})")
-    p.add_argument("--val-size", type=int, default=defaults.val_size, help="validation canvases, all attributed and scored")
-    p.add_argument("--epochs", type=int, default=defaults.epochs, help=f"default {defaults.epochs}")
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="training batch size")
-    p.add_argument("--seeds", default="0", help="seeds, e.g. '0-2' (trained together under vmap)")
-    p.add_argument("--learning-rate", "--lr", dest="lr", type=float, default=defaults.learning_rate,
-                   help=f"AdamW peak learning rate, cosine schedule after a warm-up of 5%% (default {defaults.learning_rate:g})")
-    p.add_argument("--width", type=int, default=None, help="model width (default: each model's own)")
-    p.add_argument("--ig-steps", type=int, default=20, help="integrated-gradients steps")
-    p.add_argument("--protocol", default="paper", choices=PROTOCOLS,
-                   help="paper: the study's IoU in the iou column; corrected: the corrected one (docs/protocol.md)")
+    add_flags(p, VisionConfig, _FLAGS)
     p.add_argument("--out", default="runs/vision", help="results directory (default runs/vision)")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     p.add_argument("--quiet", action="store_true", help="no progress lines (stderr)")
     p.set_defaults(prepare=_prepare_cli)
 
 
-def config_from_args(args) -> VisionConfig:
-    from chaosjax._parse import parse_int_range, parse_names
+#: The fields `chaosjax vision` has a flag for, in --help order.
+_FLAGS = ("conditions", "models", "methods", "preset", "source", "background", "train_size", "val_size", "epochs",
+          "batch_size", "seeds", "learning_rate", "width", "ig_steps", "protocol")
 
-    conditions = tuple(s.strip().upper() for s in args.conditions.split(",") if s.strip())
-    return VisionConfig(
-        conditions=conditions,
-        models=parse_names(args.models, "--models") or tuple(MV.MODELS),
-        methods=parse_names(args.methods, "--methods"),
-        preset=args.preset,
-        source=args.source,
-        background=args.background,
-        train_size=args.train_size,
-        val_size=args.val_size,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        seeds=parse_int_range(args.seeds, "--seeds"),
-        protocol=args.protocol,
-        learning_rate=args.lr,
-        width=args.width,
-        ig_steps=args.ig_steps,
-    )
+
+def config_from_args(args) -> VisionConfig:
+    """The config a parsed `chaosjax vision` command line asks for."""
+    return VisionConfig(**from_args(args, VisionConfig, _FLAGS))
 
 
 def _prepare_cli(args):
