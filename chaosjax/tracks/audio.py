@@ -50,11 +50,13 @@ import numpy as np
 
 from chaosjax import attribution, classify, metrics
 from chaosjax._progress import Progress, count
-from chaosjax.checks import check_finite_number, check_out_dir, check_seeds, diverged, refuse_or_warn_diverged
+from chaosjax.checks import check_out_dir, check_seeds, diverged, refuse_or_warn_diverged
 from chaosjax.data import audio as data
 from chaosjax.data.audio import CONDITIONS
 from chaosjax.data.speech import WORDS
 from chaosjax.models import audio as models
+from chaosjax._fields import add_flags, check_fields, from_args, integer, number, one_of, option
+from chaosjax._parse import parse_int_range, parse_names
 from chaosjax.runs import summary_rows, write_results
 from chaosjax.tracks import Track, help_line
 from chaosjax.tracks._cli import checked_job
@@ -72,6 +74,32 @@ COLUMNS = (
 )
 
 
+def _names(known: tuple[str, ...]):
+    """A check: names from `known`, at least one, none twice."""
+    def check(values, name: str) -> None:
+        if not values or any(v not in known for v in values) or len(set(values)) != len(values):
+            bad = [v for v in values if v not in known]
+            raise ValueError(f"{name}: unknown {bad!r} or empty/duplicated; expected names from {', '.join(known)}")
+
+    return check
+
+
+def _listed(every: tuple[str, ...]):
+    """A flag's parser: comma-separated names, none for `every`."""
+    return lambda text, flag: parse_names(text, flag) or every
+
+
+def _sample_rate(rate, name: str) -> None:
+    if rate is not None and (isinstance(rate, bool) or rate not in data.SAMPLE_RATES):
+        raise ValueError(f"{name}: {rate!r} Hz is not supported by the presets; expected one of "
+                         f"{', '.join(map(str, data.SAMPLE_RATES))}")
+
+
+def _speakers(speakers, name: str) -> None:
+    if speakers is not None and (len(speakers) != 2 or min(speakers) < 1):
+        raise ValueError(f"{name}: expected (train, val) counts >= 1, got {speakers!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class AudioConfig:
     """Everything an audio run depends on (docs/protocol.md, "Audio"; sizes from the preset).
@@ -81,31 +109,45 @@ class AudioConfig:
     it measures the batch as much as the method; ``"paper"`` reproduces it (module docstring).
     """
 
-    conditions: tuple[str, ...] = data.CONDITIONS
-    models: tuple[str, ...] = ("rnn", "lstm", "tcn", "transformer")
-    methods: tuple[str, ...] | None = None  # None: every method of chaosjax.attribution.METHODS
-    seeds: tuple[int, ...] = (0,)
-    preset: str = "tiny"
-    source: str = "espeak"  # espeak | synthetic (tests, smoke runs) | speechcommands:PATH | chaosmining:PATH
-    sample_rate: int | None = None  # None: the preset's
-    speakers: tuple[int, int] | None = None  # eSpeak speakers (train, val); None: the preset's
-    background_gain: float | None = None  # scales RB and SB backgrounds; None: the preset's (1.0 = protocol)
+    conditions: tuple[str, ...] = option(data.CONDITIONS, "RBFP,RBRP,SBFP,SBRP or a subset",
+                                         check=_names(data.CONDITIONS), parse=_listed(data.CONDITIONS))
+    models: tuple[str, ...] = option(("rnn", "lstm", "tcn", "transformer"), "rnn,lstm,tcn,transformer or a subset",
+                                     check=_names(tuple(models.MODELS)), parse=_listed(tuple(models.MODELS)))
+    methods: tuple[str, ...] | None = option(  # None: every method of chaosjax.attribution.METHODS
+        None, "names from chaosjax.attribution.METHODS, or 'all'", parse=parse_names, text="all")
+    seeds: tuple[int, ...] = option((0,), "e.g. '0-2'", check=lambda seeds, name: check_seeds(seeds),
+                                    parse=parse_int_range, text="0")
+    preset: str = option("tiny", "tiny: 8 kHz, 16/4 speakers; small: 16 kHz, 40/8; paper: 16 kHz, 2,424/285",
+                         check=one_of(*data.PRESETS), choices=tuple(data.PRESETS))
+    source: str = option("espeak", "espeak (needs the [audio] extra), speechcommands:PATH, chaosmining:PATH, or "
+                         "synthetic (tones; for tests and smoke runs)")
+    sample_rate: int | None = option(None, "override the preset's rate (8000 or 16000)", check=_sample_rate)
+    speakers: tuple[int, int] | None = option(None, "eSpeak speakers (train, val); default: the preset's",
+                                              check=_speakers)
+    background_gain: float | None = option(  # None: the preset's (1.0 = protocol)
+        None, "scale the background channels (RB noise, SB soundscape) by this factor in [0, 1]; default: the "
+              "preset's (1.0, the protocol, except tiny)", check=number(low=0.0, high=1.0, optional=True))
     # Tiny preset (backgrounds at 0.2), eSpeak words: the TCN reaches 0.85 / 0.58 / 0.89 / 0.43 validation
     # accuracy on RBFP / RBRP / SBFP / SBRP (chance 0.029) after 1,000 steps of 32 at 3e-3, ~2.5 min each on 2
     # CPU cores; 400 steps of 64 at 1e-3 with 16 speakers stayed at chance.
-    steps: int = 1000
-    batch_size: int = 32
-    learning_rate: float = 3e-3
-    weight_decay: float = 1e-4
-    warmup_steps: int | None = None  # None: steps // 20
-    n_val: int = 256
-    n_attr: int = 64
-    ig_steps: int = 10
-    smoothgrad_samples: int = 20
-    shap_samples: int = 20
-    attribution_batch_size: int | None = None  # draws per chunk; None: all at once
-    random_onset: bool = False
-    protocol: str = "corrected"
+    steps: int = option(1000, "training steps", check=integer(1))
+    batch_size: int = option(32, "training batch size", check=integer(1))
+    learning_rate: float = option(3e-3, "AdamW peak learning rate, cosine schedule", check=number(positive=True),
+                                  flags=("--learning-rate", "--lr"))
+    weight_decay: float = option(1e-4, "AdamW weight decay", check=number(low=0.0))
+    warmup_steps: int | None = option(None, "learning-rate warm-up steps (default: 5%% of the steps)")
+    n_val: int = option(256, "validation clips for accuracy", check=integer(1))
+    n_attr: int = option(64, "validation clips attributed", check=integer(1))
+    ig_steps: int = option(10, "integrated-gradients steps", check=integer(1))
+    smoothgrad_samples: int = option(20, "SmoothGrad's noisy samples", check=integer(1))
+    shap_samples: int = option(20, "GradientSHAP's samples", check=integer(1))
+    attribution_batch_size: int | None = option(None, "draws per chunk (default: all at once)",
+                                                check=integer(1, optional=True))
+    random_onset: bool = option(False, "place words at a random onset (study: start)")
+    protocol: str = option("corrected", "corrected (default: inference-mode attribution, each clip on its own) or "
+                           "paper (the study's: training-mode BatchNorm on batches of --batch-size clips, a "
+                           "batch-attending Transformer, its DeepLIFT score); docs/protocol.md",
+                           check=one_of(*PROTOCOLS), choices=PROTOCOLS)
 
     def method_names(self) -> tuple[str, ...]:
         return tuple(attribution.METHODS) if self.methods is None else tuple(self.methods)
@@ -118,44 +160,14 @@ class AudioConfig:
 
     def validate(self) -> None:
         """Raises ValueError/TypeError naming the bad field, before any expensive work."""
-        def names(field, values, known):
-            if not values or any(v not in known for v in values) or len(set(values)) != len(values):
-                bad = [v for v in values if v not in known]
-                raise ValueError(f"{field}: unknown {bad!r} or empty/duplicated; expected names from "
-                                 f"{', '.join(known)}")
-
-        names("conditions", self.conditions, data.CONDITIONS)
-        names("models", self.models, tuple(models.MODELS))
-        names("methods", self.method_names(), tuple(attribution.METHODS))
-        if self.preset not in data.PRESETS:
-            raise ValueError(f"preset: unknown {self.preset!r}; expected one of {', '.join(data.PRESETS)}")
-        if self.sample_rate is not None and (isinstance(self.sample_rate, bool)
-                                             or self.sample_rate not in data.SAMPLE_RATES):
-            raise ValueError(f"sample_rate: {self.sample_rate!r} Hz is not supported by the presets; expected one "
-                             f"of {', '.join(map(str, data.SAMPLE_RATES))}")
-        check_seeds(self.seeds)
-        for name in ("steps", "batch_size", "n_val", "n_attr", "ig_steps", "smoothgrad_samples", "shap_samples"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name}: expected an integer >= 1, got {v!r}")
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"protocol: expected one of {PROTOCOLS}, got {self.protocol!r}")
+        check_fields(self)
+        _names(tuple(attribution.METHODS))(self.method_names(), "methods")
         if self.n_attr > self.n_val:
             raise ValueError(f"n_attr: {self.n_attr} attributed clips exceed the {self.n_val} validation clips")
         if self.warmup_steps is not None and (isinstance(self.warmup_steps, bool)
                                               or not isinstance(self.warmup_steps, (int, np.integer))
                                               or not 0 <= self.warmup_steps < self.steps):
             raise ValueError(f"warmup_steps: expected 0 <= warmup_steps < steps, got {self.warmup_steps!r}")
-        check_finite_number(self.learning_rate, "lr", positive=True)
-        check_finite_number(self.weight_decay, "weight_decay", low=0.0)
-        if self.background_gain is not None and not 0.0 <= check_finite_number(self.background_gain,
-                                                                               "background_gain") <= 1.0:
-            raise ValueError(f"background_gain: expected a factor in [0, 1], got {self.background_gain!r}")
-        if self.attribution_batch_size is not None and (isinstance(self.attribution_batch_size, bool)
-                                                        or self.attribution_batch_size < 1):
-            raise ValueError(f"attribution_batch_size: expected an integer >= 1, got {self.attribution_batch_size!r}")
-        if self.speakers is not None and (len(self.speakers) != 2 or min(self.speakers) < 1):
-            raise ValueError(f"speakers: expected (train, val) counts >= 1, got {self.speakers!r}")
         kind, _ = data.check_source(self.source)  # eSpeak installed? folder there?
         if kind == "chaosmining" and len(self.conditions) > 1 and not all(
                 (Path(self.source.partition(":")[2]).expanduser() / c).is_dir() for c in self.conditions):
@@ -586,9 +598,13 @@ def summary_table(frame) -> str:
 # --------------------------------------------------------------------------------------------------- CLI
 
 
+#: The fields `chaosjax audio` has a flag for, in --help order.
+_FLAGS = ("conditions", "models", "methods", "seeds", "preset", "source", "sample_rate", "steps", "batch_size",
+          "learning_rate", "n_val", "n_attr", "ig_steps", "random_onset", "background_gain", "protocol")
+
+
 def add_cli(sub) -> None:
     """Registers ``chaosjax audio`` on an argparse sub-parser set."""
-    from chaosjax._parse import parse_int_range, parse_names
 
     p = sub.add_parser(
         "audio",
@@ -597,47 +613,13 @@ def add_cli(sub) -> None:
                     "spoken word (eSpeak NG, or Speech Commands from a local folder) and nine hold noise, then "
                     "score how much attribution lands on the word's channel.",
     )
-    p.add_argument("--conditions", default=",".join(data.CONDITIONS), help="RBFP,RBRP,SBFP,SBRP or a subset")
-    p.add_argument("--models", default=",".join(models.MODELS), help="rnn,lstm,tcn,transformer or a subset")
-    p.add_argument("--methods", default="all", help="names from chaosjax.attribution.METHODS, or 'all'")
-    p.add_argument("--seeds", default="0", help="e.g. '0-2'")
-    p.add_argument("--preset", default="tiny", choices=tuple(data.PRESETS),
-                   help="tiny: 8 kHz, 16/4 speakers; small: 16 kHz, 40/8; paper: 16 kHz, 2,424/285")
-    p.add_argument("--source", default="espeak",
-                   help="espeak (needs the [audio] extra), speechcommands:PATH, chaosmining:PATH, or synthetic "
-                        "(tones; for tests and smoke runs)")
-    p.add_argument("--sample-rate", type=int, default=None, help="override the preset's rate (8000 or 16000)")
-    defaults = AudioConfig()
-    p.add_argument("--steps", type=int, default=defaults.steps, help=f"default {defaults.steps}")
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help=f"default {defaults.batch_size}")
-    p.add_argument("--learning-rate", "--lr", dest="lr", type=float, default=defaults.learning_rate,
-                   help=f"AdamW peak learning rate, cosine schedule (default {defaults.learning_rate:g})")
-    p.add_argument("--n-val", type=int, default=defaults.n_val, help="validation clips for accuracy")
-    p.add_argument("--n-attr", type=int, default=defaults.n_attr, help="validation clips attributed")
-    p.add_argument("--ig-steps", type=int, default=defaults.ig_steps, help="integrated-gradients steps")
-    p.add_argument("--random-onset", action="store_true", help="place words at a random onset (study: start)")
-    p.add_argument("--background-gain", type=float, default=None,
-                   help="scale the background channels (RB noise, SB soundscape) by this factor in [0, 1]; "
-                        "default: the preset's (1.0, the protocol, except tiny)")
-    p.add_argument("--protocol", default=defaults.protocol, choices=PROTOCOLS,
-                   help="corrected (default: inference-mode attribution, each clip on its own) or paper (the "
-                        "study's: training-mode BatchNorm on batches of --batch-size clips, a batch-attending "
-                        "Transformer, its DeepLIFT score); docs/protocol.md")
+    add_flags(p, AudioConfig, _FLAGS)
     p.add_argument("--out", default="runs/audio", help="results directory")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     p.add_argument("--quiet", action="store_true", help="no progress lines (stderr)")
 
     def prepare(args):
-        config = AudioConfig(
-            conditions=parse_names(args.conditions, "--conditions") or data.CONDITIONS,
-            models=parse_names(args.models, "--models") or tuple(models.MODELS),
-            methods=parse_names(args.methods, "--methods"),
-            seeds=parse_int_range(args.seeds, "--seeds"),
-            preset=args.preset, source=args.source, sample_rate=args.sample_rate, steps=args.steps,
-            batch_size=args.batch_size, learning_rate=args.lr, n_val=args.n_val, n_attr=args.n_attr,
-            ig_steps=args.ig_steps, random_onset=args.random_onset, background_gain=args.background_gain,
-            protocol=args.protocol,
-        )
+        config = AudioConfig(**from_args(args, AudioConfig, _FLAGS))
         return checked_job(args, config, run, summary_table, wrote="config: {out}/config.json  figures: {out}/figures/")
 
     p.set_defaults(prepare=prepare)
