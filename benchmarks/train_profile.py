@@ -21,8 +21,8 @@ script times that program on `--cells` cells (each the same work) and reports:
   (plain `dot`, or a YNNPACK fusion), the elementwise fusions of 8,000-row arrays (which hold `erf`,
   `exp`), and copies or transposes of 8,000-row arrays (none expected). `--dump DIR` writes the optimized HLO.
 
-    python benchmarks/train_profile.py                              # 3 cells x 100 epochs, 5 rounds
-    python benchmarks/train_profile.py --epochs 30 --rounds 3       # a quicker look
+    python benchmarks/train_profile.py                              # 3 cells x 30 epochs, 15 rounds (~3 min)
+    python benchmarks/train_profile.py --rounds 3 --calls 5         # a quicker look
     python benchmarks/train_profile.py --groups 1,15 --cells 15     # also the grid 15 side by side (vmapped)
     python benchmarks/train_profile.py --dump runs/train_profile    # and the optimized HLO text
 """
@@ -41,7 +41,6 @@ import time
 import jax
 import jax.numpy as jnp
 import optax
-from _timing import median_seconds
 from symbolic import matmul_rate
 
 from chaosjax import train
@@ -70,13 +69,9 @@ def _best_seconds(fn, repeats: int) -> float:
     return best
 
 
-def _timed(fn, calls: int) -> float:
-    fn()  # compile
-    return median_seconds(fn, calls)
-
-
-def step_parts(model, params, x, y, width: int) -> dict[str, tuple]:
-    """One step's parts as separately jitted functions with their arguments, per step of one cell."""
+def step_parts(model, params, x, y, width: int) -> tuple[dict[str, tuple], tuple]:
+    """One step's parts as separately jitted functions with their arguments and FLOPs (of the dots), per step of
+    one cell; and the whole step (forward, backward, Adam) with its arguments, for its FLOP count."""
     p = jax.tree.map(lambda a: a[0], params)
     named = [(jax.tree_util.keystr(path), leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(p)]
     kernels = [leaf for name, leaf in sorted(named, key=lambda kv: ("head" in kv[0], kv[0])) if "kernel" in name]
@@ -127,12 +122,16 @@ def step_parts(model, params, x, y, width: int) -> dict[str, tuple]:
         "weight-gradient dots": (weight_grad_dots, (x, h[0], h[1], h[2], h[3], h[0], h[1], g_out), dot_flops),
         "exact GELU forward (x3)": (gelu_forward, (h[0], h[1], h[2]), None),
         "exact GELU fwd+bwd (x3)": (gelu_both(gelu_exact), (h[0], h[1], h[2], h[3]), None),
+        "exact GELU fwd+bwd, before (x3)": (gelu_both(gelu_storing_cdf), (h[0], h[1], h[2], h[3]), None),
         "tanh GELU fwd+bwd (x3)": (gelu_both(lambda z: jax.nn.gelu(z, approximate=True)), (h[0], h[1], h[2], h[3]),
                                    None),
         "loss + its gradient": (loss_and_grad, (g_out,), None),
         "Adam update": (adam, (p, state, p), None),
-        "one step, alone": (step, (p, state, x, y), None),
-    }
+    }, (step, (p, state, x, y))
+
+
+#: Breakdown rows shown for comparison, not part of the step's sum.
+NOT_IN_SUM = ("exact GELU forward (x3)", "exact GELU fwd+bwd, before (x3)", "tanh GELU fwd+bwd (x3)")
 
 
 def all_dots(parts) -> tuple:
@@ -267,9 +266,9 @@ def _operand_shapes(lines, rest) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", type=int, default=3, help="cells trained per timed call (each the same work)")
-    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--epochs", type=int, default=30, help="epochs per timed call (short: the rounds interleave)")
     parser.add_argument("--n", type=int, default=10_000)
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of matmul / dots / training, side by side")
+    parser.add_argument("--rounds", type=int, default=15, help="rounds of matmul / dots / training, side by side")
     parser.add_argument("--calls", type=int, default=30, help="calls per part of the breakdown")
     parser.add_argument("--groups", default="1", help="fit_grid group sizes to time (the track's CPU choice: 1)")
     parser.add_argument("--no-before", action="store_true",
@@ -290,8 +289,7 @@ def main(argv=None) -> None:
     print(f"# jax {jax.__version__} on {jax.devices()[0].device_kind} ({os.cpu_count()} CPUs, {platform.machine()}); "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
 
-    parts = step_parts(model, params, x0, y0, config.width)
-    step_fn, step_args, _ = parts["one step, alone"]
+    parts, (step_fn, step_args) = step_parts(model, params, x0, y0, config.width)
     step_flops = flops_of(jax.jit(step_fn).lower(*step_args).compile())
     statics = train._check_statics(config.optimizer, None, args.epochs, None, "mse", False, False, rows)
     lr = jnp.asarray(config.learning_rate, jnp.float32)
@@ -323,15 +321,18 @@ def main(argv=None) -> None:
     for call in calls.values():
         call()  # compiled above for the cost analysis; this call fills the public entry point's cache
     per_round = collections.defaultdict(list)
+    first = next(iter(calls))
     for _ in range(args.rounds):
         peak = matmul_rate(repeats=3)
         dot_rate = dot_flops / _best_seconds(lambda: jax.block_until_ready(dots(*dot_args)), 5)
         per_round["peak"].append(peak)
         per_round["dots"].append(dot_rate)
         for name, call in calls.items():
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             call()
             rate = total_flops / (time.perf_counter() - start)
+            per_round[f"{name} cpu"].append(time.process_time() - cpu)
+            per_round[f"{name} cpu / first"].append(per_round[f"{name} cpu"][-1] / per_round[f"{first} cpu"][-1])
             per_round[name].append(rate)
             per_round[f"{name} / peak"].append(rate / peak)
             per_round[f"{name} / dots"].append(rate / dot_rate)
@@ -341,9 +342,9 @@ def main(argv=None) -> None:
     print(f"dense f32 matmul 2048^3 (benchmarks/symbolic.py matmul_rate): {med['peak'] / 1e9:7.1f} GFLOP/s")
     print(f"the step's 12 dots alone, one program:                      {med['dots'] / 1e9:7.1f} GFLOP/s "
           f"({100 * dot_flops / step_flops:.0f}% of the step's FLOPs)")
-    first = next(iter(calls))
     for name in calls:
-        relative = "" if name == first else f"; time x{1 / med[f'{name} / first']:.3f} of {first}'s"
+        relative = "" if name == first else (f"; wall time x{1 / med[f'{name} / first']:.3f} of {first}'s, CPU time "
+                                             f"(all threads) x{med[f'{name} cpu / first']:.3f}")
         print(f"training, fit_grid {name}: {med[name] / 1e9:.1f} GFLOP/s = {100 * med[f'{name} / peak']:.0f}% of "
               f"the matmul rate (per round {[round(100 * r) for r in per_round[f'{name} / peak']]}), "
               f"{100 * med[f'{name} / dots']:.0f}% of the dots' rate, "
@@ -351,13 +352,27 @@ def main(argv=None) -> None:
 
     print(f"\n## one step of one cell, part by part (median of {args.calls} calls, each part compiled alone)")
     step_ms = 1e3 * step_flops / med[first]
-    print(f"{'part':32s} {'ms':>7s} {'GFLOP/s':>8s}")
-    for name, (fn, fargs, flops) in parts.items():
+    print(f"{'part':32s} {'ms':>7s} {'share':>6s} {'GFLOP/s':>8s}")
+    runners = {}
+    for name, (fn, fargs, _) in parts.items():
         jitted = jax.jit(fn)
-        seconds = _timed(lambda: jax.block_until_ready(jitted(*fargs)), args.calls)
-        rate = f"{flops / seconds / 1e9:8.1f}" if flops else " " * 8
-        print(f"{name:32s} {1e3 * seconds:7.3f} {rate}")
-    print(f"{'(the step inside training)':32s} {step_ms:7.3f} {step_flops / step_ms / 1e6:8.1f}")
+        runners[name] = (lambda jitted, fargs: lambda: jax.block_until_ready(jitted(*fargs)))(jitted, fargs)
+        runners[name]()  # compile
+    samples = collections.defaultdict(list)
+    for _ in range(args.calls):  # round robin: every part sees the same load, call by call
+        for name, run in runners.items():
+            start = time.perf_counter()
+            run()
+            samples[name].append(time.perf_counter() - start)
+    timed = {name: statistics.median(v) for name, v in samples.items()}
+    total = sum(v for k, v in timed.items() if k not in NOT_IN_SUM)
+    for name, seconds in timed.items():
+        flops = parts[name][2]
+        rate = f"{flops / seconds / 1e9:8.1f}" if flops else ""
+        share = "" if name in NOT_IN_SUM else f"{100 * seconds / total:5.0f}%"
+        print(f"{name:32s} {1e3 * seconds:7.3f} {share:>6s} {rate}")
+    print(f"{'sum of the parts':32s} {1e3 * total:7.3f}")
+    print(f"{'the step inside training':32s} {step_ms:7.3f} {'':6s} {step_flops / step_ms / 1e6:8.1f}")
 
     for g, compiled in programs.items():
         print(f"\n## the compiled fit_grid program, group={g}")
