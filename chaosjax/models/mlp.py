@@ -45,25 +45,17 @@ def gelu_exact(x: jax.Array) -> jax.Array:
 
     Same values as ``jax.nn.gelu(x, approximate=False)``, with a hand-written derivative ``Phi(x) + x * phi(x)`` that
     reuses ``Phi(x)``: training the study's MLP is about 10% faster than with autodiff through ``erf``. The rule is
-    made of differentiable JAX ops, so higher derivatives work. Under ``grad`` the derivative is rematerialised: the
-    backward pass keeps only ``x`` and recomputes ``Phi(x)`` next to ``phi(x)``, so the forward pass is one fused
-    loop per layer (bias, erf, product) rather than one that stores ``Phi(x)`` and one that reads it back; the same
-    operations on the same values, so the same numbers bit for bit, and training the study's grid on a CPU is
-    about N% faster (``benchmarks/train_profile.py``).
+    made of differentiable JAX ops, so higher derivatives work.
     """
     return x * _norm_cdf(x)
-
-
-@jax.checkpoint  # inside the rule, not around gelu_exact: jaxpr walkers (DeepLIFT) see the same custom_jvp call
-def _gelu_exact_tangent(x: jax.Array, t: jax.Array) -> jax.Array:
-    pdf = jnp.exp(-0.5 * x * x) * _INV_SQRT_2PI
-    return (_norm_cdf(x) + x * pdf) * t
 
 
 @gelu_exact.defjvp
 def _gelu_exact_jvp(primals, tangents):
     (x,), (t,) = primals, tangents
-    return x * _norm_cdf(x), _gelu_exact_tangent(x, t)
+    cdf = _norm_cdf(x)
+    pdf = jnp.exp(-0.5 * x * x) * _INV_SQRT_2PI
+    return x * cdf, (cdf + x * pdf) * t
 
 
 #: Activations by name. "gelu" is the exact, erf-based GELU (``torch.nn.GELU()``'s default), not the tanh one.
