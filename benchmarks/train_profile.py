@@ -17,7 +17,8 @@ script times that program on `--cells` cells (each the same work) and reports:
   derivative rematerialised (`gelu_rematerialised`: the forward pass stores no Phi(x), the backward pass
   recomputes it; bit-identical results, checked here), timed in the same rounds (wall and CPU time);
 * a breakdown of one step into separately compiled parts: forward dots, backward input-gradient dots,
-  backward weight-gradient dots, the exact GELU (forward, and forward + backward; also rematerialised) against
+  backward weight-gradient dots (also in two other layouts: `h.T` materialised first, and `(g.T @ h).T`),
+  the exact GELU (forward, and forward + backward; also rematerialised) against
   the tanh GELU, the loss and its gradient, and the Adam update (medians of `--calls` calls taken round robin,
   so that every part sees the same load; the parts run alone, so they do not add up exactly to the fused step);
 * what XLA made of the step: every contraction of the compiled program with its shape and operand layout
@@ -94,6 +95,14 @@ def step_parts(model, params, x, y, width: int) -> tuple[dict[str, tuple], tuple
     def weight_grad_dots(x, h1, h2, h3, g1, g2, g3, g4):
         return x.T @ g1, h1.T @ g2, h2.T @ g3, h3.T @ g4
 
+    def weight_grad_dots_transposed(x, h1, h2, h3, g1, g2, g3, g4):
+        # the activations transposed into (features, rows) first, as a (K-minor) forward-dot layout; the barrier
+        # keeps XLA from folding the transpose back into the dot
+        return tuple(jax.lax.optimization_barrier(a.T) @ b for a, b in ((x, g1), (h1, g2), (h2, g3), (h3, g4)))
+
+    def weight_grad_dots_swapped(x, h1, h2, h3, g1, g2, g3, g4):
+        return tuple((b.T @ a).T for a, b in ((x, g1), (h1, g2), (h2, g3), (h3, g4)))
+
     def gelu_forward(z0, z1, z2):
         return [gelu_exact(z + bias) for z in (z0, z1, z2)]
 
@@ -123,6 +132,10 @@ def step_parts(model, params, x, y, width: int) -> tuple[dict[str, tuple], tuple
         "forward dots": (forward_dots, (x, h[0], h[1], h[2]), dot_flops),
         "input-gradient dots": (input_grad_dots, (g_out, h[0], h[1]), 2 * n * (w2.size + w3.size + w4.size)),
         "weight-gradient dots": (weight_grad_dots, (x, h[0], h[1], h[2], h[3], h[0], h[1], g_out), dot_flops),
+        "weight-gradient dots, h.T first": (weight_grad_dots_transposed, (x, h[0], h[1], h[2], h[3], h[0], h[1], g_out),
+                                            dot_flops),
+        "weight-gradient dots, (g.T@h).T": (weight_grad_dots_swapped, (x, h[0], h[1], h[2], h[3], h[0], h[1], g_out),
+                                            dot_flops),
         "exact GELU forward (x3)": (gelu_forward, (h[0], h[1], h[2]), None),
         "exact GELU fwd+bwd (x3)": (gelu_both(gelu_exact), (h[0], h[1], h[2], h[3]), None),
         "exact GELU fwd+bwd, remat (x3)": (gelu_both(gelu_rematerialised), (h[0], h[1], h[2], h[3]), None),
@@ -134,7 +147,7 @@ def step_parts(model, params, x, y, width: int) -> tuple[dict[str, tuple], tuple
 
 
 #: Breakdown rows shown for comparison, not part of the step's sum.
-NOT_IN_SUM = ("exact GELU forward (x3)", "exact GELU fwd+bwd, remat (x3)", "tanh GELU fwd+bwd (x3)")
+NOT_IN_SUM = ("weight-gradient dots, h.T first", "weight-gradient dots, (g.T@h).T", "exact GELU forward (x3)", "exact GELU fwd+bwd, remat (x3)", "tanh GELU fwd+bwd (x3)")
 
 
 def all_dots(parts) -> tuple:
