@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import importlib
 import os
 import platform
@@ -61,6 +62,10 @@ def flops_of(compiled) -> float:
     if isinstance(cost, (list, tuple)):
         cost = cost[0] if cost else None
     return float(cost.get("flops", float("nan"))) if cost else float("nan")
+
+
+def _run_blocking(fn, args):
+    return jax.block_until_ready(fn(*args))
 
 
 def _best_seconds(fn, repeats: int) -> float:
@@ -147,7 +152,8 @@ def step_parts(model, params, x, y, width: int) -> tuple[dict[str, tuple], tuple
 
 
 #: Breakdown rows shown for comparison, not part of the step's sum.
-NOT_IN_SUM = ("weight-gradient dots, h.T first", "weight-gradient dots, (g.T@h).T", "exact GELU forward (x3)", "exact GELU fwd+bwd, remat (x3)", "tanh GELU fwd+bwd (x3)")
+NOT_IN_SUM = ("weight-gradient dots, h.T first", "weight-gradient dots, (g.T@h).T", "exact GELU forward (x3)",
+              "exact GELU fwd+bwd, remat (x3)", "tanh GELU fwd+bwd (x3)")
 
 
 def all_dots(parts) -> tuple:
@@ -384,8 +390,7 @@ def main(argv=None) -> None:
     print(f"{'part':32s} {'ms':>7s} {'share':>6s} {'GFLOP/s':>8s}")
     runners = {}
     for name, (fn, fargs, _) in parts.items():
-        jitted = jax.jit(fn)
-        runners[name] = (lambda jitted, fargs: lambda: jax.block_until_ready(jitted(*fargs)))(jitted, fargs)
+        runners[name] = functools.partial(_run_blocking, jax.jit(fn), fargs)
         runners[name]()  # compile
     samples = collections.defaultdict(list)
     for _ in range(args.calls):  # round robin: every part sees the same load, call by call
@@ -400,6 +405,11 @@ def main(argv=None) -> None:
         rate = f"{flops / seconds / 1e9:8.1f}" if flops else ""
         share = "" if name in NOT_IN_SUM else f"{100 * seconds / total:5.0f}%"
         print(f"{name:32s} {1e3 * seconds:7.3f} {share:>6s} {rate}")
+    reference = jax.jit(parts["weight-gradient dots"][0])(*parts["weight-gradient dots"][1])
+    for name in ("weight-gradient dots, h.T first", "weight-gradient dots, (g.T@h).T"):
+        fn, fargs, _ = parts[name]
+        same = all(bool(jnp.array_equal(a, b)) for a, b in zip(jax.jit(fn)(*fargs), reference))
+        print(f"  ({name}: {'the same bits as' if same else 'rounds differently from'} the training layout)")
     print(f"{'sum of the parts':32s} {1e3 * total:7.3f}")
     print(f"{'the step inside training':32s} {step_ms:7.3f} {'':6s} {step_flops / step_ms / 1e6:8.1f}")
 
