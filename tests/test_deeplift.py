@@ -173,3 +173,19 @@ def test_memoised_chain_gives_the_same_attribution(getkey):
     x = jax.random.normal(getkey(), (3, 4))
     b = 0.1 * jax.random.normal(getkey(), (3, 4))
     _close(A.deeplift(_reusing_chain(5), x, baseline=b), g(x) - g(b), rtol=1e-4)
+
+
+def test_a_checkpointed_nonlinearity_is_rescaled_like_the_plain_one(getkey):
+    """`jax.checkpoint` (the `remat2` primitive) is entered like jit: the GELU inside it gets its secant slope,
+    so DeepLIFT does not change when a model rematerialises a layer (it fell back to the gradient before)."""
+    w = jax.random.normal(getkey(), (4,))
+
+    def f(x, act):
+        return act(x * w[None, :]).sum(axis=-1)
+
+    x = jax.random.normal(getkey(), (3, 4))
+    b = 0.5 * jax.random.normal(getkey(), (3, 4))
+    plain = A.deeplift(lambda z: f(z, gelu_exact), x, baseline=b)
+    checkpointed = A.deeplift(lambda z: f(z, jax.checkpoint(gelu_exact)), x, baseline=b)
+    _close(checkpointed, plain, rtol=1e-6)
+    _close(plain.sum(axis=-1), f(x, gelu_exact) - f(b, gelu_exact), rtol=1e-5)  # summation to delta

@@ -93,7 +93,7 @@ _ELEMENTWISE = frozenset(
 _LINEAR = frozenset("neg add add_any sub convert_element_type copy copy_p reduce_precision real imag conj".split())
 # Call-like primitives whose body is evaluated once with the same operands: safe to enter.
 _CALLS = frozenset(
-    "pjit jit closed_call core_call custom_jvp_call custom_vjp_call custom_vjp_call_jaxpr remat checkpoint".split()
+    "pjit jit closed_call core_call custom_jvp_call custom_vjp_call custom_vjp_call_jaxpr remat remat2 checkpoint".split()
 )
 # rescale="captum": Captum's SUPPORTED_NON_LINEAR as JAX traces it. Named calls (`jit` names) of the
 # jax.nn functions behind nn.ReLU, nn.ELU, nn.LeakyReLU, nn.Softplus (nn.Sigmoid and nn.Tanh trace to
