@@ -194,9 +194,9 @@ RFE = [
     ("seeds-repeated", ["--seeds", "0,0"], "repeated"),
     ("seeds-negative", ["--seeds", "-3"], "--seeds"),
     ("epochs-zero", ["--epochs", "0"], "epochs"),
-    ("lr-zero", ["--lr", "0"], "lr"),
-    ("lr-nan", ["--lr", "nan"], "lr"),
-    ("lr-inf", ["--lr", "inf"], "lr"),
+    ("lr-zero", ["--lr", "0"], "learning_rate"),
+    ("lr-nan", ["--lr", "nan"], "learning_rate"),
+    ("lr-inf", ["--lr", "inf"], "learning_rate"),
     ("lr-diverges", [*TINY_RFE, "--lr", "1e30"], "diverged"),
     ("protocol-unknown", ["--protocol", "mine"], "--protocol"),
 ]

@@ -24,12 +24,14 @@ import numpy as np
 
 from chaosjax import attribution, rfe
 from chaosjax._progress import Progress, count
-from chaosjax.checks import (BadInput, as_bad_input, check_distinct, check_finite_number, check_out_dir,
+from chaosjax.checks import (BadInput, as_bad_input, check_distinct, check_out_dir,
                              check_seeds, refuse_or_warn_diverged)
 from chaosjax.data import symbolic as data
 from chaosjax.models import mlp
 from chaosjax.models.mlp import ACTIVATIONS
 from chaosjax.runs import format_mean_ci, write_results
+from chaosjax._fields import add_flags, check_fields, from_args, integer, number, one_of, option
+from chaosjax._parse import parse_formulas, parse_int_range, parse_names
 from chaosjax.tracks import Track, help_line
 from chaosjax.tracks._cli import checked_job
 from chaosjax.train import OPTIMIZERS
@@ -43,31 +45,57 @@ COLUMNS = (
 )
 
 
+def _methods(text: str, flag: str) -> tuple[str, ...]:
+    return () if text.strip() == "none" else (parse_names(text, flag) or tuple(attribution.METHODS))
+
+
+def _baselines(text: str, flag: str) -> tuple[str, ...] | None:
+    return None if text == "all" else (() if text == "none" else parse_names(text, flag))
+
+
+def _schedules(text: str, flag: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
 @dataclasses.dataclass(frozen=True)
 class RFEConfig:
     """An RFE benchmark run; defaults are the study's simulation setting (docs/protocol.md, "RFE")."""
 
-    dataset: str = "symbolic"
-    formulas: tuple[int | str, ...] = (10, 11, 12, 13, 14)
-    noise_features: int = 150
-    n: int = 10_000
-    csv: str | None = None
-    target: str | None = None
-    add_noise: int = 0
-    methods: tuple[str, ...] = DEFAULT_METHODS
-    baselines: tuple[str, ...] | None = None  # None: all three of the task; () for none
-    schedules: tuple[str, ...] = ("halve",)
-    k: int | None = None  # None: m for formulas, 3 for tabular data (the study's real-data setting)
-    seeds: tuple[int, ...] = (0,)
-    epochs: int = 1000
-    learning_rate: float = 1e-3
-    depth: int = 3
-    width: int = 100
-    activation: str | None = None  # None: GELU for regression (the study's MLP), ReLU for classification
-    optimizer: str = "adam"
-    protocol: str = "corrected"
-    early_stop: bool = False
-    ig_steps: int | None = None  # None: 50 under paper (Captum's default, as the study), 10 under corrected
+    dataset: str = option("symbolic", "symbolic (the formulas), breast_cancer, diabetes or csv",
+                          check=one_of(*DATASETS))
+    formulas: tuple[int | str, ...] = option((10, 11, 12, 13, 14), "symbolic formulas (indices or a formula text)",
+                                             parse=lambda text, flag: parse_formulas(text), text="10-14")
+    noise_features: int = option(150, "noise columns for the symbolic formulas", check=integer(0),
+                                 flags=("--noise-features", "--noise"))
+    n: int = option(10_000, "rows of the symbolic tables", check=integer(1))
+    csv: str | None = option(None, "a numeric CSV file instead of the formulas")
+    target: str | None = option(None, "the CSV's target column (0/1 means classification)")
+    add_noise: int = option(0, "append this many N(0,1) noise columns", check=integer(0))
+    methods: tuple[str, ...] = option(DEFAULT_METHODS, "attribution methods, 'all' or 'none'", parse=_methods)
+    baselines: tuple[str, ...] | None = option(  # None: all three of the task; () for none
+        None, "scikit-learn baselines (linear,svr,tree or logistic,svc,tree), 'all' or 'none'", parse=_baselines,
+        text="all")
+    schedules: tuple[str, ...] = option(("halve",), "halve, fraction:F or step:N; several comma-separated",
+                                        flags=("--schedule",), parse=_schedules)
+    k: int | None = option(  # None: m for formulas, 3 for tabular data (the study's real-data setting)
+        None, "features to keep (default: m, or 3 for tabular data)", check=integer(1, optional=True))
+    seeds: tuple[int, ...] = option((0,), "seeds, e.g. '0-2'", check=lambda seeds, name: check_seeds(seeds),
+                                    parse=parse_int_range, text="0")
+    epochs: int = option(1000, "training epochs of each round's network", check=integer(1))
+    learning_rate: float = option(1e-3, "Adam learning rate", check=number(positive=True),
+                                  flags=("--learning-rate", "--lr"))
+    depth: int = option(3, "hidden layers of the MLP", check=integer(1))
+    width: int = option(100, "units per hidden layer", check=integer(1))
+    activation: str | None = option(  # None: GELU for regression (the study's MLP), ReLU for classification
+        None, "the MLP's activation (default: GELU for regression, ReLU for classification)",
+        check=one_of(*ACTIVATIONS, optional=True))
+    optimizer: str = option("adam", "the optimizer", check=one_of(*OPTIMIZERS))
+    protocol: str = option("corrected", "paper: rank on the test split as the study did; corrected: on a "
+                           "validation split", check=one_of(*data.PROTOCOLS), choices=data.PROTOCOLS)
+    early_stop: bool = option(False, "stop when the ranking-split loss rises")
+    ig_steps: int | None = option(  # None: 50 under paper (Captum's default, as the study), 10 under corrected
+        None, "integrated-gradients steps of the ranking (default: 50 under paper, 10 under corrected)",
+        check=integer(1, optional=True))
 
     def resolved_ig_steps(self) -> int:
         """IG steps of the ranking. The study's RFE notebooks call Captum's IntegratedGradients with its default
@@ -88,12 +116,9 @@ class RFEConfig:
     def validate(self) -> None:
         """Raises ValueError/TypeError naming the bad field, before any expensive work (a CSV is read and checked
         here too)."""
-        if self.dataset not in DATASETS:
-            raise ValueError(f"dataset: expected one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        check_fields(self)
         if self.dataset == "csv" and (not self.csv or not self.target):
             raise ValueError("--csv FILE and --target COLUMN are both needed for a CSV dataset")
-        if self.protocol not in data.PROTOCOLS:
-            raise ValueError(f"protocol: expected one of {data.PROTOCOLS}, got {self.protocol!r}")
         for name in ("methods", "schedules", "seeds", "formulas") + (() if self.baselines is None else ("baselines",)):
             value = getattr(self, name)
             if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
@@ -113,24 +138,6 @@ class RFEConfig:
         if not self.schedules:
             raise ValueError("schedule: none given")
         check_distinct([str(rfe.parse_schedule(s)) for s in self.schedules], "schedule")
-        for name in ("epochs", "depth", "width", "ig_steps", "n"):
-            value = getattr(self, name)
-            if name == "ig_steps" and value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
-        for name in ("noise_features", "add_noise"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(f"{name}: the number of noise columns must be an integer >= 0, got {value!r}")
-        check_seeds(self.seeds)
-        if not isinstance(self.optimizer, str) or self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer: unknown {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
-        if self.activation is not None and self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation: unknown {self.activation!r}; expected one of {', '.join(ACTIVATIONS)}")
-        if self.k is not None and (isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or self.k < 1):
-            raise ValueError(f"k: the target count must be an integer >= 1, got {self.k!r}")
-        check_finite_number(self.learning_rate, "lr", positive=True)
         if not isinstance(self.early_stop, bool):
             raise TypeError(f"early_stop: expected true or false, got {self.early_stop!r}")
         if self.dataset == "symbolic":
@@ -502,8 +509,13 @@ def summary_table(frame) -> str:
 # ------------------------------------------------------------------------------------------------- CLI
 
 
+#: The fields `chaosjax rfe` has a flag for, in --help order (--dataset, which also follows from --csv, after n).
+_FLAGS = ("formulas", "noise_features", "n", "csv", "target", "add_noise", "methods", "baselines", "schedules", "k",
+          "seeds", "epochs", "learning_rate", "protocol", "early_stop")
+
+
 def add_cli(sub) -> None:
-    from chaosjax._parse import parse_formulas, parse_int_range, parse_names
+    """Registers ``chaosjax rfe`` on an argparse sub-parser set."""
 
     p = sub.add_parser(
         "rfe",
@@ -511,25 +523,10 @@ def add_cli(sub) -> None:
         description="Eliminate features round by round with attribution rankings (all runs in one compiled "
                     "program) and compare with scikit-learn's RFE on the same schedule.",
     )
-    p.add_argument("--formulas", default="10-14", help="symbolic formulas (indices or a formula text)")
-    p.add_argument("--noise-features", "--noise", dest="noise", type=int, default=150, help="noise columns for the symbolic formulas")
-    p.add_argument("--n", type=int, default=10_000, help="rows of the symbolic tables")
+    add_flags(p, RFEConfig, _FLAGS[:5])
     p.add_argument("--dataset", default=None, choices=("breast_cancer", "diabetes"),
                    help="tabular data shipped with scikit-learn instead of the formulas")
-    p.add_argument("--csv", default=None, help="a numeric CSV file instead of the formulas")
-    p.add_argument("--target", default=None, help="the CSV's target column (0/1 means classification)")
-    p.add_argument("--add-noise", type=int, default=0, help="append this many N(0,1) noise columns")
-    p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="attribution methods, or 'none'")
-    p.add_argument("--baselines", default="all", help="scikit-learn baselines (linear,svr,tree or "
-                   "logistic,svc,tree), 'all' or 'none'")
-    p.add_argument("--schedule", default="halve", help="halve, fraction:F or step:N; several comma-separated")
-    p.add_argument("--k", type=int, default=None, help="features to keep (default: m, or 3 for tabular data)")
-    p.add_argument("--seeds", default="0", help="seeds, e.g. '0-2'")
-    p.add_argument("--epochs", type=int, default=1000, help="training epochs of each round's network")
-    p.add_argument("--learning-rate", "--lr", dest="lr", type=float, default=1e-3, help="Adam learning rate")
-    p.add_argument("--protocol", default="corrected", choices=("paper", "corrected"),
-                   help="paper: rank on the test split as the study did; corrected: on a validation split")
-    p.add_argument("--early-stop", action="store_true", help="stop when the ranking-split loss rises")
+    add_flags(p, RFEConfig, _FLAGS[5:])
     p.add_argument("--out", default="runs/rfe", help="results directory")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     p.add_argument("--quiet", action="store_true", help="no progress lines (stderr)")
@@ -540,17 +537,7 @@ def add_cli(sub) -> None:
             raise ValueError("--csv and --dataset: choose one")
         if args.target and not args.csv:
             raise ValueError("--target: names a column of --csv FILE, which is not given")
-        methods = () if args.methods.strip() == "none" else (parse_names(args.methods, "--methods") or
-                                                             tuple(attribution.METHODS))
-        baselines = None if args.baselines == "all" else (() if args.baselines == "none" else
-                                                          parse_names(args.baselines, "--baselines"))
-        config = RFEConfig(
-            dataset=dataset, formulas=parse_formulas(args.formulas), noise_features=args.noise, n=args.n,
-            csv=args.csv, target=args.target, add_noise=args.add_noise, methods=methods, baselines=baselines,
-            schedules=tuple(s.strip() for s in args.schedule.split(",") if s.strip()), k=args.k,
-            seeds=parse_int_range(args.seeds, "--seeds"), epochs=args.epochs, learning_rate=args.lr,
-            protocol=args.protocol, early_stop=args.early_stop,
-        )
+        config = RFEConfig(dataset=dataset, **from_args(args, RFEConfig, _FLAGS))
         job = checked_job(args, config, run, summary_table, wrote="")
         _prepare(config)  # k, baselines and splits against the data: cheap next to the training
         return job
