@@ -39,11 +39,12 @@ class Option:
     parse: Callable[[str, str], Any] | None = None
     text: str | None = None
     choices: tuple[str, ...] | None = None
+    metavar: str | None = None
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, check: Callable[[Any, str], Any] | None = None,
            flags: Sequence[str] = (), parse: Callable[[str, str], Any] | None = None, text: str | None = None,
-           choices: Sequence[str] | None = None) -> Any:
+           choices: Sequence[str] | None = None, metavar: str | None = None) -> Any:
     """A dataclass field with its declaration.
 
     Args:
@@ -55,8 +56,9 @@ def option(default: Any = dataclasses.MISSING, help: str = "", *, check: Callabl
       parse: ``parse(text, flag) -> value`` for a flag whose text is not the value itself (ranges, lists).
       text: the flag's default as text, for a field with `parse` (``"0-14"``); default: the default shown as is.
       choices: the flag's choices (argparse checks them).
+      metavar: the flag's value in ``--help`` (default: the field's name in capitals).
     """
-    declared = Option(help, check, tuple(flags), parse, text, None if choices is None else tuple(choices))
+    declared = Option(help, check, tuple(flags), parse, text, None if choices is None else tuple(choices), metavar)
     return dataclasses.field(default=default, metadata={_KEY: declared})
 
 
@@ -151,14 +153,14 @@ def add_flags(parser, config_type: type, names: Sequence[str]) -> None:
         if kind is bool and declaration.parse is None:
             parser.add_argument(*_flags(name, declaration), dest=name, action="store_true", help=declaration.help)
             continue
+        common = dict(dest=name, help=declaration.help, choices=declaration.choices,
+                      metavar=declaration.metavar or name.upper())
         if declaration.parse is not None or kind is None:
             shown = declaration.text if declaration.text is not None else (
                 ",".join(map(str, default)) if isinstance(default, tuple) else default)
-            parser.add_argument(*_flags(name, declaration), dest=name, default=shown, help=declaration.help,
-                                choices=declaration.choices)
+            parser.add_argument(*_flags(name, declaration), default=shown, **common)
             continue
-        parser.add_argument(*_flags(name, declaration), dest=name, type=kind, default=default, help=declaration.help,
-                            choices=declaration.choices)
+        parser.add_argument(*_flags(name, declaration), type=kind, default=default, **common)
 
 
 def from_args(args: Any, config_type: type, names: Sequence[str]) -> dict[str, Any]:

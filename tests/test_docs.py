@@ -90,3 +90,16 @@ def test_cli_page_lists_every_flag_of_every_subcommand():
         for action in parser._actions:
             if action.option_strings and not isinstance(action, argparse._HelpAction):
                 assert f"| `{action.option_strings[0]}" in section, f"docs/cli.md: chaosjax {name} {action.option_strings[0]}"
+
+
+def test_cli_page_says_what_the_parser_says():
+    """Each subcommand's section of docs/cli.md is generated from the parser (`python tools/cli_doc.py`), whose
+    flags, defaults and help come from the configs' declared fields: a changed flag without a regenerated page fails
+    here."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cli_doc", DOCS.parent / "tools" / "cli_doc.py")
+    cli_doc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli_doc)
+    current = (DOCS / "cli.md").read_text()
+    assert cli_doc.page(current) == current, "docs/cli.md is stale: run python tools/cli_doc.py"

@@ -59,7 +59,7 @@ def test_no_module_imports_another_modules_private_names():
 
 #: The package's layers, lowest first: a module imports from its own layer or lower ones, never higher.
 LAYERS = (
-    {"checks", "_parse", "_progress", "_journal", "_placement", "runs", "_cache"},  # plumbing and the run layer
+    {"checks", "_parse", "_progress", "_journal", "_placement", "runs", "_cache", "_fields"},  # plumbing, run layer
     {"attribution", "metrics", "proxies", "models", "data"},  # pure functions on arrays
     {"train", "classify", "rfe"},  # training loops and feature elimination
     {"tracks"},  # the four benchmarks

@@ -166,7 +166,7 @@ def test_one_name_for_one_thing_with_the_short_forms_kept(capsys):
         sweep.plan({"symbolic": {"lr": 1e-3, "learning_rate": 1e-3}})
     for flags in (["--learning-rate", "0"], ["--lr", "0"]):
         assert cli.main(["symbolic", *flags]) == 2
-        assert "lr: expected a positive number, got 0.0" in capsys.readouterr().err
+        assert "learning_rate: expected a positive number, got 0.0" in capsys.readouterr().err
     parser = cli.build_parser(only="symbolic")
     for flags in (["--noise-features", "7"], ["--noise", "7"]):
-        assert parser.parse_args(["symbolic", *flags]).noise == 7
+        assert parser.parse_args(["symbolic", *flags]).noise_features == 7

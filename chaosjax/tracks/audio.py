@@ -133,7 +133,7 @@ class AudioConfig:
     steps: int = option(1000, "training steps", check=integer(1))
     batch_size: int = option(32, "training batch size", check=integer(1))
     learning_rate: float = option(3e-3, "AdamW peak learning rate, cosine schedule", check=number(positive=True),
-                                  flags=("--learning-rate", "--lr"))
+                                  flags=("--learning-rate", "--lr"), metavar="LR")
     weight_decay: float = option(1e-4, "AdamW weight decay", check=number(low=0.0))
     warmup_steps: int | None = option(None, "learning-rate warm-up steps (default: 5%% of the steps)")
     n_val: int = option(256, "validation clips for accuracy", check=integer(1))

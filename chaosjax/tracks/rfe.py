@@ -66,7 +66,7 @@ class RFEConfig:
     formulas: tuple[int | str, ...] = option((10, 11, 12, 13, 14), "symbolic formulas (indices or a formula text)",
                                              parse=lambda text, flag: parse_formulas(text), text="10-14")
     noise_features: int = option(150, "noise columns for the symbolic formulas", check=integer(0),
-                                 flags=("--noise-features", "--noise"))
+                                 flags=("--noise-features", "--noise"), metavar="NOISE")
     n: int = option(10_000, "rows of the symbolic tables", check=integer(1))
     csv: str | None = option(None, "a numeric CSV file instead of the formulas")
     target: str | None = option(None, "the CSV's target column (0/1 means classification)")
@@ -76,14 +76,14 @@ class RFEConfig:
         None, "scikit-learn baselines (linear,svr,tree or logistic,svc,tree), 'all' or 'none'", parse=_baselines,
         text="all")
     schedules: tuple[str, ...] = option(("halve",), "halve, fraction:F or step:N; several comma-separated",
-                                        flags=("--schedule",), parse=_schedules)
+                                        flags=("--schedule",), parse=_schedules, metavar="SCHEDULE")
     k: int | None = option(  # None: m for formulas, 3 for tabular data (the study's real-data setting)
         None, "features to keep (default: m, or 3 for tabular data)", check=integer(1, optional=True))
     seeds: tuple[int, ...] = option((0,), "seeds, e.g. '0-2'", check=lambda seeds, name: check_seeds(seeds),
                                     parse=parse_int_range, text="0")
     epochs: int = option(1000, "training epochs of each round's network", check=integer(1))
     learning_rate: float = option(1e-3, "Adam learning rate", check=number(positive=True),
-                                  flags=("--learning-rate", "--lr"))
+                                  flags=("--learning-rate", "--lr"), metavar="LR")
     depth: int = option(3, "hidden layers of the MLP", check=integer(1))
     width: int = option(100, "units per hidden layer", check=integer(1))
     activation: str | None = option(  # None: GELU for regression (the study's MLP), ReLU for classification
@@ -523,10 +523,10 @@ def add_cli(sub) -> None:
         description="Eliminate features round by round with attribution rankings (all runs in one compiled "
                     "program) and compare with scikit-learn's RFE on the same schedule.",
     )
-    add_flags(p, RFEConfig, _FLAGS[:5])
+    add_flags(p, RFEConfig, _FLAGS[:3])
     p.add_argument("--dataset", default=None, choices=("breast_cancer", "diabetes"),
                    help="tabular data shipped with scikit-learn instead of the formulas")
-    add_flags(p, RFEConfig, _FLAGS[5:])
+    add_flags(p, RFEConfig, _FLAGS[3:])
     p.add_argument("--out", default="runs/rfe", help="results directory")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     p.add_argument("--quiet", action="store_true", help="no progress lines (stderr)")

@@ -22,10 +22,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from chaosjax import attribution, metrics
+from chaosjax._fields import add_flags, check_fields, from_args, integer, number, one_of, option
+from chaosjax._parse import parse_formulas, parse_int_range, parse_names, parse_sweep
 from chaosjax._progress import Progress, count
 from chaosjax.checks import check_out_dir, diverged
 from chaosjax.data import symbolic as data
-from chaosjax.models.mlp import mlp
+from chaosjax.models.mlp import ACTIVATIONS, mlp
 from chaosjax.runs import (  # noqa: F401 (the results helpers, also reached from here)
     MIN_CI_SAMPLES,
     SCHEMA_VERSION,
@@ -86,34 +88,62 @@ _PAPER_UNIFORM_IG_STEPS = 20  # the study's IG steps for the uniform score (exam
 _TRUTH_ROWS = 500  # rows per ground-truth program: the study's test split of its smallest n (2,500 x 0.2)
 
 
+def _rate(value: Any, name: str) -> None:
+    """A rate in [0, 1)."""
+    from chaosjax.checks import check_finite_number
+
+    if not 0.0 <= check_finite_number(value, name) < 1.0:
+        raise ValueError(f"{name}: expected a rate in [0, 1), got {value!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class SymbolicConfig:
     """Everything a symbolic run depends on; defaults are the study's protocol (docs/protocol.md, "Symbolic")."""
 
-    formulas: tuple[int | str, ...] = tuple(range(15))
-    noise_features: int = 100
-    seeds: tuple[int, ...] = (0,)
-    methods: tuple[str, ...] | None = None  # None: every method of chaosjax.attribution.METHODS
-    epochs: int = 1000
-    n: int = 10_000
-    depth: int = 3
-    width: int = 100
-    activation: str = "gelu"
-    learning_rate: float = 1e-3
-    optimizer: str = "adam"
-    dropout: float = 0.0
-    label_noise: float = 0.01
-    ig_steps: int = 10  # IG steps behind functional precision and consistency (the study's top-k script: 10)
-    ig_steps_uniform: int | None = None  # IG steps behind the uniform score; None: see `uniform_ig_steps`
-    smoothgrad_samples: int = 50
-    shap_samples: int = 20
-    protocol: str = "paper"
-    sweep: tuple[str, tuple] | None = None
-    train_batch_size: int | None = None  # None: full batch, as the study
-    attribution_batch_size: int | None = None  # draws per chunk; None: 1 on CPU (cache-friendly), all elsewhere
-    convergence_every: int = 0  # > 0: also attribute snapshots every K training epochs (global top-m convergence)
-    time_passes: bool = False  # run each attribution program once more to time one pass (attr_run_seconds)
-    proxies: tuple[str, ...] = ()  # proxy metrics (chaosjax.tracks.proxy_bench.PROXIES) scored per cell x method; () none
+    formulas: tuple[int | str, ...] = option(
+        tuple(range(15)), "indices ('0-14', '3,5,9') or a formula text, e.g. '0.5*sin(a) + b**2'",
+        parse=lambda text, flag: parse_formulas(text), text="0-14")
+    noise_features: int = option(100, "noise columns", check=integer(0), flags=("--noise-features", "--noise"),
+                                 metavar="NOISE")
+    seeds: tuple[int, ...] = option((0,), "seeds, e.g. '0-4' or '0,3'", parse=parse_int_range, text="0")
+    methods: tuple[str, ...] | None = option(  # None: every method of chaosjax.attribution.METHODS
+        None, "comma-separated names from chaosjax.attribution.METHODS, or 'all'", parse=parse_names, text="all")
+    epochs: int = option(1000, "full-batch training epochs", check=integer(1))
+    n: int = option(10_000, "rows, split 80/20 into train and test", check=integer(1))
+    depth: int = option(3, "hidden layers of the MLP", check=integer(1))
+    width: int = option(100, "units per hidden layer", check=integer(1))
+    activation: str = option("gelu", "the MLP's activation", check=one_of(*ACTIVATIONS))
+    learning_rate: float = option(1e-3, "learning rate", check=number(positive=True),
+                                  flags=("--learning-rate", "--lr"), metavar="LR")
+    optimizer: str = option("adam", "adam, adagrad, adadelta, rmsprop, sgd or asgd", check=one_of(*OPTIMIZERS))
+    dropout: float = option(0.0, "dropout rate in training", check=_rate)
+    label_noise: float = option(0.01, "std of the Gaussian label noise", check=number(low=0.0))
+    ig_steps: int = option(  # the study's top-k script: 10
+        10, "integrated-gradients steps (Gauss-Legendre) behind functional precision and consistency",
+        check=integer(1))
+    ig_steps_uniform: int | None = option(  # None: see `uniform_ig_steps`
+        None, "IG steps behind the uniform score (default: 20 under paper, as the study; --ig-steps under "
+              "corrected)", check=integer(1, optional=True))
+    smoothgrad_samples: int = option(50, "SmoothGrad's noisy samples", check=integer(1))
+    shap_samples: int = option(20, "GradientSHAP's samples", check=integer(1))
+    protocol: str = option("paper", "paper: the study's choices, quirks included; corrected: fixed "
+                           "(docs/protocol.md)", choices=data.PROTOCOLS)
+    sweep: tuple[str, tuple] | None = option(
+        None, "one ablation axis as one grid: AXIS=v1,v2,... (noise, n, depth, width, lr, dropout, label-noise, "
+              "optimizer)", parse=lambda text, flag: parse_sweep(text))
+    train_batch_size: int | None = option(None, "training batch size (default: full batch, as the study)",
+                                          check=integer(1, optional=True))
+    attribution_batch_size: int | None = option(  # None: 1 on CPU (cache-friendly), all elsewhere
+        None, "attribution draws per chunk", check=integer(1, optional=True))
+    convergence_every: int = option(  # > 0: also attribute snapshots every K training epochs
+        0, "also attribute the models every K training epochs and report how the global top-m converges "
+           "(topm_* columns; costs one attribution per snapshot)", metavar="K")
+    time_passes: bool = option(False, "run every attribution program once more to time one pass "
+                                      "(attr_run_seconds; the peak memory, attr_peak_bytes, is always reported)")
+    proxies: tuple[str, ...] = option(  # proxy metrics (chaosjax.tracks.proxy_bench.PROXIES); () none
+        (), "also score proxy metrics per cell x method, one results column each: 'all' or comma-separated names "
+            "of chaosjax.tracks.proxy_bench.PROXIES (docs/proxies.md)", parse=proxy_bench.resolve_proxies,
+        text="none", metavar="NAMES")
 
     def method_names(self) -> tuple[str, ...]:
         """The methods to run. The default (`methods=None`) is every method of `chaosjax.attribution.METHODS`
@@ -204,34 +234,10 @@ class SymbolicConfig:
                 )
 
     def _validate_setting(self, m_max: int) -> None:
-        from chaosjax.checks import check_finite_number
-        from chaosjax.models.mlp import ACTIVATIONS
-
-        def positive_int(name, value):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
-
-        for name in ("epochs", "depth", "width", "ig_steps", "smoothgrad_samples", "shap_samples"):
-            positive_int(name, getattr(self, name))
-        if isinstance(self.noise_features, bool) or not isinstance(self.noise_features, (int, np.integer)) \
-                or self.noise_features < 0:
-            raise ValueError(f"noise: expected an integer >= 0, got {self.noise_features!r}")
-        positive_int("n", self.n)
+        check_fields(self)
         n_test = round(self.n * 0.2)
         if n_test < 1 or self.n - n_test < 1:
             raise ValueError(f"n: {self.n} rows are too few for an 80/20 train/test split")
-        if not isinstance(self.optimizer, str) or self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer: unknown {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
-        check_finite_number(self.learning_rate, "lr", positive=True)
-        if not 0.0 <= check_finite_number(self.dropout, "dropout") < 1.0:
-            raise ValueError(f"dropout: expected a rate in [0, 1), got {self.dropout!r}")
-        check_finite_number(self.label_noise, "label-noise", low=0.0)
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation: unknown {self.activation!r}; expected one of {', '.join(ACTIVATIONS)}")
-        for name in ("train_batch_size", "attribution_batch_size", "ig_steps_uniform"):
-            value = getattr(self, name)
-            if value is not None:
-                positive_int(name, value)
         if isinstance(self.convergence_every, bool) or not isinstance(self.convergence_every, (int, np.integer)) \
                 or not 0 <= self.convergence_every <= self.epochs:
             raise ValueError(f"convergence_every: expected 0 (off) or an integer in [1, epochs={self.epochs}], "
@@ -824,6 +830,12 @@ def _toml_methods(value: Any, where: str) -> tuple[str, ...] | None:
     return tuple(names)
 
 
+#: The fields `chaosjax symbolic` has a flag for, in --help order.
+_FLAGS = ("formulas", "noise_features", "seeds", "methods", "epochs", "n", "depth", "width", "learning_rate",
+          "optimizer", "dropout", "label_noise", "ig_steps", "ig_steps_uniform", "convergence_every", "time_passes",
+          "proxies", "protocol", "sweep")
+
+
 def add_cli(sub) -> None:
     """The `chaosjax symbolic` subcommand."""
     from chaosjax import tracks
@@ -837,36 +849,7 @@ def add_cli(sub) -> None:
             "Defaults are the study's protocol."
         ),
     )
-    p.add_argument("--formulas", default="0-14", help="indices ('0-14', '3,5,9') or a formula text, e.g. '0.5*sin(a) + b**2'")
-    p.add_argument("--noise-features", "--noise", dest="noise", type=int, default=100, help="noise columns (default 100)")
-    p.add_argument("--seeds", default="0", help="seeds, e.g. '0-4' or '0,3' (default 0)")
-    p.add_argument("--methods", default="all", help="comma-separated names from chaosjax.attribution.METHODS, or 'all'")
-    p.add_argument("--epochs", type=int, default=1000, help="full-batch training epochs")
-    p.add_argument("--n", type=int, default=10_000, help="rows, split 80/20 into train and test")
-    p.add_argument("--depth", type=int, default=3, help="hidden layers of the MLP")
-    p.add_argument("--width", type=int, default=100, help="units per hidden layer")
-    p.add_argument("--learning-rate", "--lr", dest="lr", type=float, default=1e-3, help="learning rate")
-    p.add_argument("--optimizer", default="adam", help="adam, adagrad, adadelta, rmsprop, sgd or asgd")
-    p.add_argument("--dropout", type=float, default=0.0, help="dropout rate in training")
-    p.add_argument("--label-noise", type=float, default=0.01, help="std of the Gaussian label noise")
-    p.add_argument("--ig-steps", type=int, default=10,
-                   help="integrated-gradients steps (Gauss-Legendre) behind functional precision and consistency")
-    p.add_argument("--ig-steps-uniform", type=int, default=None,
-                   help="IG steps behind the uniform score (default: 20 under paper, as the study; --ig-steps under "
-                        "corrected)")
-    p.add_argument("--convergence-every", type=int, default=0, metavar="K",
-                   help="also attribute the models every K training epochs and report how the global top-m "
-                        "converges (topm_* columns; costs one attribution per snapshot)")
-    p.add_argument("--time-passes", action="store_true",
-                   help="run every attribution program once more to time one pass (attr_run_seconds; the peak "
-                        "memory, attr_peak_bytes, is always reported)")
-    p.add_argument("--proxies", default="none", metavar="NAMES",
-                   help="also score proxy metrics per cell x method, one results column each: 'all' or "
-                        "comma-separated names of chaosjax.tracks.proxy_bench.PROXIES (docs/proxies.md)")
-    p.add_argument("--protocol", default="paper", choices=("paper", "corrected"),
-                   help="paper: the study's choices, quirks included; corrected: fixed (docs/protocol.md)")
-    p.add_argument("--sweep", default=None, help="one ablation axis as one grid: AXIS=v1,v2,... "
-                   "(noise, n, depth, width, lr, dropout, label-noise, optimizer)")
+    add_flags(p, SymbolicConfig, _FLAGS)
     p.add_argument("--out", default="runs/symbolic", help="results directory (default runs/symbolic)")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     p.add_argument("--quiet", action="store_true", help="no progress lines (stderr)")
@@ -875,29 +858,7 @@ def add_cli(sub) -> None:
 
 def config_from_args(args) -> SymbolicConfig:
     """The config a parsed `chaosjax symbolic` command line asks for."""
-    from chaosjax._parse import parse_formulas, parse_int_range, parse_names, parse_sweep
-
-    return SymbolicConfig(
-        formulas=parse_formulas(args.formulas),
-        noise_features=args.noise,
-        seeds=parse_int_range(args.seeds, "--seeds"),
-        methods=parse_names(args.methods, "--methods"),
-        epochs=args.epochs,
-        n=args.n,
-        depth=args.depth,
-        width=args.width,
-        learning_rate=args.lr,
-        optimizer=args.optimizer,
-        dropout=args.dropout,
-        label_noise=args.label_noise,
-        ig_steps=args.ig_steps,
-        ig_steps_uniform=args.ig_steps_uniform,
-        convergence_every=args.convergence_every,
-        time_passes=args.time_passes,
-        proxies=proxy_bench.resolve_proxies(args.proxies, "--proxies"),
-        protocol=args.protocol,
-        sweep=parse_sweep(args.sweep),
-    )
+    return SymbolicConfig(**from_args(args, SymbolicConfig, _FLAGS))
 
 
 def prepare_cli(args):

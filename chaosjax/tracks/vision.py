@@ -85,7 +85,8 @@ class VisionConfig:
     # The small CNN sits on a plateau (chance) until it finds the 8-px digit in the noise: on tiny RBFP, 600
     # steps reached 0.30 top-1 at 3e-3 and 0.96 at 1e-2; 1,280 steps at 1e-3 stayed at 0.13.
     learning_rate: float = option(1e-2, "AdamW peak learning rate, cosine schedule after a warm-up of 5%%",
-                                  check=number(positive=True), flags=("--learning-rate", "--lr"))
+                                  check=number(positive=True), flags=("--learning-rate", "--lr"),
+                                  metavar="LR")
     weight_decay: float = option(1e-4, "AdamW weight decay", check=number(low=0.0))
     warmup_steps: int | None = option(None, "learning-rate warm-up steps (default: 5%% of the steps)")
     width: int | None = option(None, "model width (default: each model's own)", check=integer(1, optional=True))
