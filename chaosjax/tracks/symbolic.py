@@ -566,7 +566,10 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
     cell, as the study's timing notebook measured them: the compiled grid program's peak memory (XLA's memory
     analysis, free) and, with `time_passes`, its steady-state run time (one more run), each divided by the cells.
     With snapshots (`convergence_every`), each snapshot is attributed too and compared with the trained model's
-    global top-m (`topm_*` columns). ``on_method(name)`` is called before each method (progress)."""
+    global top-m (`topm_*` columns). With `config.proxies`, each method's proxy columns too (`proxy_bench.score_grid`);
+    "label_randomisation" scores the shuffled-label members of `trained.label_shuffled`, trained here when absent (a
+    sweep restores only the real cells from its checkpoints). ``on_method(name)`` is called before each method
+    (progress)."""
     place = place or (lambda tree: tree)
     model = model_of(config)
     size = len(grid.cells)
