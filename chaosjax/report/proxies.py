@@ -26,8 +26,8 @@ SANITY_CHECKS = {
         "every layer of each model re-initialised (a fresh draw of its initialiser; column \"randomised model\")"),
     "label_randomised_functional_precision": (
         "shuffled labels", "label randomisation",
-        "each model retrained from the same initialisation and training stream on its training labels permuted "
-        "(column \"shuffled labels\")"),
+        ("each model retrained from the same initialisation and training stream on its training labels permuted "
+         "(column \"shuffled labels\")")),
 }
 
 
