@@ -2,7 +2,8 @@
 
 Drawn when a symbolic results table has proxy columns (`chaosjax symbolic --proxies`): the agreement table and a
 heat map (proxy x ground truth, Kendall's tau with its bootstrap CI) from `chaosjax.tracks.proxy_bench.proxy_agreement`,
-and the model-randomisation sanity rows when the table has `randomised_functional_precision`.
+and the sanity table when the table has `randomised_functional_precision` (model-parameter randomisation) or
+`label_randomised_functional_precision` (label randomisation), or both.
 """
 
 from __future__ import annotations
@@ -18,12 +19,22 @@ from chaosjax.report._common import _fmt, _image, _label, _save, _table
 
 #: Randomised models' functional precision must land this close to chance (issue 17's acceptance).
 SANITY_TOLERANCE = 0.05
+#: The sanity rows: column -> (its heading in the sanity table, the check's name, what was done to the model).
+SANITY_CHECKS = {
+    "randomised_functional_precision": (
+        "randomised model", "model-parameter randomisation",
+        "every layer of each model re-initialised (a fresh draw of its initialiser; column \"randomised model\")"),
+    "label_randomised_functional_precision": (
+        "shuffled labels", "label randomisation",
+        ("each model retrained from the same initialisation and training stream on its training labels permuted "
+         "(column \"shuffled labels\")")),
+}
 
 
 def has_proxies(frame: pd.DataFrame) -> bool:
-    """Whether the table holds any proxy (or randomisation) scores (checked by name, so that a report without them
+    """Whether the table holds any proxy (or sanity) scores (checked by name, so that a report without them
     does not import JAX)."""
-    return any((col.startswith("proxy_") and col != "proxy_seconds" or col == "randomised_functional_precision")
+    return any((col.startswith("proxy_") and col != "proxy_seconds" or col in SANITY_CHECKS)
                and frame[col].notna().any() for col in frame.columns)
 
 
@@ -85,31 +96,52 @@ def draw(frame: pd.DataFrame, figdir: Path, *, formats: Sequence[str]) -> tuple[
         md += [_table(head, rows), "",
                (f"{n_methods} methods, {n_reps} formulas x seeds; proxies on each cell's first test rows "
                 "(docs/proxies.md, \"The meta-benchmark\")."), ""]
-    if "randomised_functional_precision" in frame.columns and frame["randomised_functional_precision"].notna().any():
+    if any(col in frame.columns and frame[col].notna().any() for col in SANITY_CHECKS):
         md += _sanity(frame)
     return "\n".join(md), figures
 
 
 def _sanity(frame: pd.DataFrame) -> list[str]:
-    """Model-parameter randomisation: every layer re-initialised, the gradient methods' functional precision must
-    fall to chance (within `SANITY_TOLERANCE`)."""
+    """The sanity rows present in the table: model-parameter randomisation (every layer re-initialised) and label
+    randomisation (retrained on permuted labels). Under either, the gradient methods' functional precision must fall
+    to chance (within `SANITY_TOLERANCE`); a method that stays as high as on the trained model fails "unchanged"."""
     from chaosjax.tracks.proxy_bench import GRADIENT_METHODS
 
+    checks = [col for col in SANITY_CHECKS if col in frame.columns and frame[col].notna().any()]
     rows = []
     for method, group in frame.groupby("method", sort=False):
-        randomised = group["randomised_functional_precision"].to_numpy(np.float64)
-        if not np.isfinite(randomised).any():
+        values = {col: group[col].to_numpy(np.float64) for col in checks}
+        if not any(np.isfinite(v).any() for v in values.values()):
             continue
+        trained = float(group["functional_precision"].mean())
         chance = float(np.mean(group["m"] / (group["m"] + group["noise_features"])))
-        gap = float(np.nanmean(randomised)) - chance
-        verdict = ("passes" if abs(gap) <= SANITY_TOLERANCE else "FAILS") if method in GRADIENT_METHODS else "–"
-        rows.append([f"`{method}`", _fmt(float(group["functional_precision"].mean()), digits=3),
-                     _fmt(float(np.nanmean(randomised)), digits=3), f"{chance:.3f}", f"{gap:+.3f}", verdict])
+        cells = [f"`{method}`", _fmt(trained, digits=3), f"{chance:.3f}"]
+        for col in checks:
+            score = float(np.nanmean(values[col])) if np.isfinite(values[col]).any() else float("nan")
+            gap = score - chance
+            cells += [_fmt(score, digits=3), f"{gap:+.3f}" if np.isfinite(gap) else "–",
+                      _verdict(score, chance, trained) if method in GRADIENT_METHODS else "–"]
+        rows.append(cells)
+    head = ["method", "functional precision (trained)", "chance"]
+    for col in checks:
+        head += [SANITY_CHECKS[col][0], "gap", "check"]
+    title = " and ".join(SANITY_CHECKS[col][1] for col in checks)
+    setups = "; or ".join(SANITY_CHECKS[col][2] for col in checks)
     return [
-        "#### Sanity check: model-parameter randomisation", "",
-        ("Every layer of each model re-initialised (a fresh draw of its initialiser): a method that explains the "
-         "model must lose the predictive columns, so its functional precision falls to chance; the gradient methods "
-         f"must land within {SANITY_TOLERANCE} of it (Adebayo et al. 2018). Methods that do not use gradients are "
-         "listed without a verdict."), "",
-        _table(["method", "functional precision (trained)", "randomised model", "chance", "gap", "check"], rows), "",
+        f"#### Sanity check{'s' if len(checks) > 1 else ''}: {title}", "",
+        (f"{setups[0].upper()}{setups[1:]}: a method that explains the model must lose "
+         "the predictive columns, so its functional precision falls to chance; the gradient methods must land within "
+         f"{SANITY_TOLERANCE} of it (Adebayo et al. 2018). \"FAILS: unchanged\" marks a method that scores as on the "
+         "trained model. Methods that do not use gradients are listed without a verdict."), "",
+        _table(head, rows), "",
     ]
+
+
+def _verdict(score: float, chance: float, trained: float) -> str:
+    """A gradient method's check: passes within `SANITY_TOLERANCE` of chance; fails, and says when its score did
+    not move from the trained model's."""
+    if not np.isfinite(score):
+        return "–"
+    if abs(score - chance) <= SANITY_TOLERANCE:
+        return "passes"
+    return "FAILS: unchanged" if abs(score - trained) <= SANITY_TOLERANCE else "FAILS"

@@ -12,7 +12,9 @@ imputation interpolates from a pixel's neighbours; a table's columns have no nei
 symbolic models regress one output: there is no other class) and the cascading, layer-by-layer
 model-parameter randomisation (a similarity per layer, not a score that ranks methods). Its endpoint is kept as a
 sanity row instead: `randomisation` re-initialises every layer and scores the method's functional precision on
-that untrained model, which must fall to chance (Adebayo et al. 2018).
+that untrained model, which must fall to chance (Adebayo et al. 2018). Its data counterpart is the second sanity
+row: `label_randomisation` scores the method on a model trained exactly as the cell's but on its training labels
+permuted (`chaosjax.tracks.symbolic.train_label_shuffled`), which has nothing to learn about which columns matter.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from chaosjax import metrics, proxies
 
 __all__ = [
     "GRADIENT_METHODS",
+    "LABEL_RANDOMISATION",
     "PROXIES",
     "PROXY_ROWS",
     "proxy_agreement",
@@ -37,7 +40,7 @@ __all__ = [
     "score_grid",
 ]
 
-#: Proxy name (`--proxies`) -> (results column, whether higher is better; None for the sanity row, which ranks
+#: Proxy name (`--proxies`) -> (results column, whether higher is better; None for the sanity rows, which rank
 #: nothing).
 PROXIES: dict[str, tuple[str, bool | None]] = {
     "deletion_auc": ("proxy_deletion_auc", False),
@@ -48,7 +51,10 @@ PROXIES: dict[str, tuple[str, bool | None]] = {
     "sparseness": ("proxy_sparseness", True),
     "complexity": ("proxy_complexity", False),
     "randomisation": ("randomised_functional_precision", None),
+    "label_randomisation": ("label_randomised_functional_precision", None),
 }
+#: The sanity row that needs a second trained model per cell (the symbolic track trains it when asked).
+LABEL_RANDOMISATION = "label_randomisation"
 #: Test rows each cell's proxies are computed on: its first `PROXY_ROWS` (the split is already random).
 PROXY_ROWS = 128
 #: Settings (docs/proxies.md): infidelity's Gaussian draws and std (Captum's `normalize=True`, so a method's scale
@@ -57,7 +63,7 @@ PROXY_ROWS = 128
 INFIDELITY_SAMPLES, INFIDELITY_STDEV = 32, 0.1
 SENSITIVITY_SAMPLES, SENSITIVITY_RADIUS = 8, 0.2
 FAITHFULNESS_RUNS = 64
-#: Methods computed from gradients of the model: the randomisation check's subjects.
+#: Methods computed from gradients of the model: the randomisation checks' subjects.
 GRADIENT_METHODS = ("saliency", "smoothgrad", "input_x_gradient", "integrated_gradients", "gradient_shap",
                     "deeplift", "guided_backprop", "deeplift_shap")
 
@@ -99,7 +105,7 @@ def _distance(f, f0, z):
 @functools.partial(jax.jit, static_argnames=("apply_fn", "attribute", "names", "cell_by_cell"))
 def score_grid(apply_fn: Callable, params: Any, random_params: Any, x: jax.Array, attributions: jax.Array,
                m: jax.Array, mask: jax.Array, refs: jax.Array, keys: jax.Array, *, attribute: Callable,
-               names: tuple[str, ...], cell_by_cell: bool) -> dict[str, jax.Array]:
+               names: tuple[str, ...], cell_by_cell: bool, shuffled_params: Any = None) -> dict[str, jax.Array]:
     """The proxies `names` of one method on every cell: `{column: (cells,)}`, each the mean over the rows.
 
     Args:
@@ -111,12 +117,18 @@ def score_grid(apply_fn: Callable, params: Any, random_params: Any, x: jax.Array
       attribute: `(params, x, refs, key) -> attributions`, the method as the grid runs it (hashable).
       names: proxies of `PROXIES`.
       cell_by_cell: cells one at a time (a `lax.map`, CPU) or side by side (a `vmap`).
+      shuffled_params: each cell's model trained on permuted labels (leading axis: cells); needed by (only)
+        "label_randomisation".
 
     Rows where a metric is undefined (not finite: the relative change of an all-zero attribution) are left out of
     its mean. Padding columns (a grid pads narrower formulas with zero columns) get attribution 0, so they are never ranked
     above a real column, and removing one (value 0, baseline 0) changes nothing.
     """
-    def one(p, rp, xg, ag, mm, valid, rg, key):
+    if LABEL_RANDOMISATION in names and shuffled_params is None:
+        raise ValueError("score_grid: the proxy 'label_randomisation' needs `shuffled_params` (each cell's model "
+                         "trained on permuted labels)")
+
+    def one(p, rp, sp, xg, ag, mm, valid, rg, key):
         f = lambda z: apply_fn(p, z)[:, 0]
         a = jnp.where(valid[None, :], ag, 0.0)
 
@@ -153,6 +165,9 @@ def score_grid(apply_fn: Callable, params: Any, random_params: Any, x: jax.Array
             elif name == "randomisation":
                 moved = method(lambda z: apply_fn(rp, z)[:, 0], xg, k(3))
                 v = metrics.functional_precision(moved, mm, valid=valid)[None]
+            elif name == LABEL_RANDOMISATION:
+                moved = method(lambda z: apply_fn(sp, z)[:, 0], xg, k(5))
+                v = metrics.functional_precision(moved, mm, valid=valid)[None]
             else:  # resolve_proxies guards the names
                 raise ValueError(f"unknown proxy {name!r}")
             # A row where the metric is undefined (max-sensitivity or complexity of an all-zero attribution, which
@@ -160,7 +175,7 @@ def score_grid(apply_fn: Callable, params: Any, random_params: Any, x: jax.Array
             out[PROXIES[name][0]] = jnp.nanmean(jnp.where(jnp.isfinite(v), v, jnp.nan))
         return out
 
-    args = (params, random_params, x, attributions, m, mask, refs, keys)
+    args = (params, random_params, shuffled_params, x, attributions, m, mask, refs, keys)
     if cell_by_cell:
         return jax.lax.map(lambda a: one(*a), args)
     return jax.vmap(one)(*args)

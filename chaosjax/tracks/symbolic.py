@@ -510,11 +510,24 @@ class Trained(NamedTuple):
     losses: jax.Array  # (cells, epochs)
     seconds: float
     snapshots: Any = None  # with convergence_every=K: params after epochs K, 2K, ... (cells, snapshots, ...)
+    label_shuffled: Trained | None = None  # with proxies "label_randomisation": the shuffled-label members
 
 
-def train_grid(config: SymbolicConfig, grid: Grid, place=None) -> Trained:
-    """Trains every cell's model in one `fit_grid` program. `place(tree)` may put the stacked inputs on
-    devices (e.g. sharded along the cell axis); the computation follows the inputs' placement."""
+#: `_stream` purpose of each cell's label permutation (label randomisation; 1-5 are init, training, attribution,
+#: re-initialisation and the proxies' keys).
+_LABEL_SHUFFLE_STREAM = 6
+
+
+def shuffle_labels(grid: Grid) -> Grid:
+    """The grid with each cell's training labels permuted by a fixed per-cell key (`_stream(cell, 6)`): the data of
+    the label-randomisation sanity check (Adebayo et al. 2018). Inputs, test split and mask are the cell's own, so a
+    model trained on it has every input statistic of the real one and nothing that ties a row's label to its row."""
+    keys = jnp.stack([_stream(c, _LABEL_SHUFFLE_STREAM) for c in grid.cells])
+    y_train = jax.vmap(lambda k, y: jax.random.permutation(k, y, axis=0))(keys, grid.y_train)
+    return dataclasses.replace(grid, y_train=y_train)
+
+
+def _fit_cells(config: SymbolicConfig, grid: Grid, place) -> Trained:
     place = place or (lambda tree: tree)
     model = model_of(config)
     params = init_cells(config, grid.cells)
@@ -532,6 +545,26 @@ def train_grid(config: SymbolicConfig, grid: Grid, place=None) -> Trained:
     return Trained(result.params, result.losses, time.perf_counter() - start, result.snapshots)
 
 
+def train_grid(config: SymbolicConfig, grid: Grid, place=None) -> Trained:
+    """Trains every cell's model in one `fit_grid` program. `place(tree)` may put the stacked inputs on
+    devices (e.g. sharded along the cell axis); the computation follows the inputs' placement.
+
+    With the proxy "label_randomisation", each cell also gets its shuffled-label member (`train_label_shuffled`) in
+    `label_shuffled`: a second call of the same compiled program, so the real cells' numbers are those of a run
+    without it, bit for bit (`seconds` stays theirs alone)."""
+    trained = _fit_cells(config, grid, place)
+    if proxy_bench.LABEL_RANDOMISATION in config.proxies:
+        trained = trained._replace(label_shuffled=train_label_shuffled(config, grid, place))
+    return trained
+
+
+def train_label_shuffled(config: SymbolicConfig, grid: Grid, place=None) -> Trained:
+    """Each cell's model trained on its own training labels permuted (`shuffle_labels`): the same architecture,
+    initialisation, training stream and program as the real cell, so the labels are the only difference. Its
+    snapshots (with `convergence_every`) are dropped: nothing measures them."""
+    return _fit_cells(config, shuffle_labels(grid), place)._replace(snapshots=None)
+
+
 def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, sweep_axis: str = "",
                    on_method=None, place=None) -> list[dict[str, Any]]:
     """Every method on every cell's test rows, scored; one row per cell x method.
@@ -542,7 +575,10 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
     cell, as the study's timing notebook measured them: the compiled grid program's peak memory (XLA's memory
     analysis, free) and, with `time_passes`, its steady-state run time (one more run), each divided by the cells.
     With snapshots (`convergence_every`), each snapshot is attributed too and compared with the trained model's
-    global top-m (`topm_*` columns). ``on_method(name)`` is called before each method (progress)."""
+    global top-m (`topm_*` columns). With `config.proxies`, each method's proxy columns too (`proxy_bench.score_grid`);
+    "label_randomisation" scores the shuffled-label members of `trained.label_shuffled`, trained here when absent (a
+    sweep restores only the real cells from its checkpoints). ``on_method(name)`` is called before each method
+    (progress)."""
     place = place or (lambda tree: tree)
     model = model_of(config)
     size = len(grid.cells)
@@ -562,6 +598,13 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
         proxy_rows = min(proxy_bench.PROXY_ROWS, grid.x_test.shape[1])
         random_params = place(jax.vmap(model.init)(jnp.stack([_stream(c, 4) for c in grid.cells])))
         proxy_keys = place(jnp.stack([_stream(c, 5) for c in grid.cells]))
+        shuffled_params, shuffled_dead = None, np.zeros(size, bool)
+        if proxy_bench.LABEL_RANDOMISATION in config.proxies:
+            # A sweep restores only the real cells from its checkpoints: their shuffled-label members train here.
+            shuffled = trained.label_shuffled
+            if shuffled is None:
+                shuffled = train_label_shuffled(config, grid, place)
+            shuffled_params, shuffled_dead = place(shuffled.params), diverged(shuffled.losses)
     rows = []
     truths: dict[str, jax.Array] = {}  # methods that share a truth compute it once
     for method in config.method_names():
@@ -601,8 +644,11 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
             values = proxy_bench.score_grid(
                 model.apply, params, random_params, x_test[:, :proxy_rows], attr[:, :proxy_rows], m, place(grid.mask),
                 refs, proxy_keys, attribute=_CellMethod(method, options), names=tuple(config.proxies),
-                cell_by_cell=one_at_a_time)
+                cell_by_cell=one_at_a_time, shuffled_params=shuffled_params)
             proxy_values = {c: np.where(dead, np.nan, v) for c, v in jax.device_get(values).items()}
+            if proxy_bench.LABEL_RANDOMISATION in config.proxies:  # a diverged shuffled-label member scores NaN
+                column = proxy_bench.PROXIES[proxy_bench.LABEL_RANDOMISATION][0]
+                proxy_values[column] = np.where(shuffled_dead, np.nan, proxy_values[column])
             proxy_values["proxy_seconds"] = np.full(size, (time.perf_counter() - start) / size)
         overlap = None
         if snapshots is not None:
