@@ -52,8 +52,8 @@ def main() -> None:
         cells = sym.cells_of(config)
         grid = sym.build_grid(config, cells)
         model = sym.model_of(config)
-        params = jax.vmap(model.init)(jnp.stack([sym._stream(c, 1) for c in cells]))
-        keys = jnp.stack([sym._stream(c, 2) for c in cells])
+        params = jax.vmap(model.init)(jnp.stack([sym.cell_stream(c, 1) for c in cells]))
+        keys = jnp.stack([sym.cell_stream(c, 2) for c in cells])
 
         def train(group):
             return lambda: jax.block_until_ready(
@@ -68,12 +68,12 @@ def main() -> None:
         rows = []
         trained = train(1)()
         refs = grid.x_train[:, :64]
-        attr_keys = jnp.stack([sym._stream(c, 3) for c in cells])
+        attr_keys = jnp.stack([sym.cell_stream(c, 3) for c in cells])
         for method in METHODS:
-            options = tuple(sorted(sym._method_options(config, method).items()))
+            options = tuple(sorted(sym.method_options(config, method).items()))
 
             def attribute(one_at_a_time, options=options, method=method):
-                return lambda: jax.block_until_ready(sym._attribute_grid(
+                return lambda: jax.block_until_ready(sym.attribute_program(
                     model.apply, trained.params, grid.x_test, refs, attr_keys, method=method, options=options,
                     cell_by_cell=one_at_a_time))
 

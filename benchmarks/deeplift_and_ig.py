@@ -157,7 +157,7 @@ def ig_steps(epochs: int, protocols: tuple[str, ...]) -> None:
     for protocol in protocols:
         config = track.SymbolicConfig(epochs=epochs, protocol=protocol)
         grid, out = attrs(config)
-        truth = track._truth(grid, "integrated_gradients", protocol)
+        truth = track.ground_truths(grid, "integrated_gradients", protocol)
         print(f"\nsymbolic setting (15 formulas, 100 noise), protocol {protocol}: mean over formulas")
         print("| IG steps | functional precision | uniform score |\n|---|---|---|")
         for s in (10, 20, 50):

@@ -71,7 +71,7 @@ def torch_rfe(problem: rfe.Problem, counts, method: str, epochs: int, lr: float,
 
 def chaosjax_rfe(problems: list[rfe.Problem], counts_list, epochs: int, lr: float) -> float:
     members = [(p, c, mi) for p, c in zip(problems, counts_list) for mi in range(len(METHODS))]
-    grid = track._stack([p for p, _, _ in members])
+    grid = track.stack_problems([p for p, _, _ in members])
     counts = rfe.pad_counts([c for _, c, _ in members])
     from chaosjax.models import mlp
 

@@ -98,12 +98,12 @@ def chaosjax_protocol(grid: sym.Grid, config: sym.SymbolicConfig) -> tuple[dict[
     # What the peer does: the four methods on every formula's test rows (compilation included).
     model = sym.model_of(config)
     refs = grid.x_train[:, :64]
-    keys = jnp.stack([sym._stream(c, 3) for c in grid.cells])
+    keys = jnp.stack([sym.cell_stream(c, 3) for c in grid.cells])
     start = time.perf_counter()
     for method in METHODS:
-        options = tuple(sorted(sym._method_options(config, method).items()))
+        options = tuple(sorted(sym.method_options(config, method).items()))
         per_method = time.perf_counter()
-        jax.block_until_ready(sym._attribute_grid(model.apply, trained.params, grid.x_test, refs, keys,
+        jax.block_until_ready(sym.attribute_program(model.apply, trained.params, grid.x_test, refs, keys,
                                                   method=method, options=options))
         seconds[method] = time.perf_counter() - per_method
     seconds["attribution"] = time.perf_counter() - start
@@ -116,7 +116,7 @@ def chaosjax_protocol(grid: sym.Grid, config: sym.SymbolicConfig) -> tuple[dict[
     # XLA's cost analysis counts a loop body once, so count one training step of the whole grid (forward,
     # backward and Adam update, vmapped) and multiply by the number of steps.
     model = sym.model_of(config)
-    params = jax.vmap(model.init)(jnp.stack([sym._stream(c, 1) for c in grid.cells]))
+    params = jax.vmap(model.init)(jnp.stack([sym.cell_stream(c, 1) for c in grid.cells]))
     tx = train.make_optimizer(config.optimizer, config.learning_rate)
 
     def step(p, state, x, y):

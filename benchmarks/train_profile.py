@@ -315,7 +315,7 @@ def main(argv=None) -> None:
     grid = sym.build_grid(config, cells)
     model = sym.model_of(config)
     params = sym.init_cells(config, cells)
-    keys = jnp.stack([sym._stream(c, 2) for c in cells])
+    keys = jnp.stack([sym.cell_stream(c, 2) for c in cells])
     x0, y0 = grid.x_train[0], grid.y_train[0]
     rows, columns = x0.shape
     print(f"# {len(cells)} cells of the default symbolic grid: {rows} x {columns} training rows, "

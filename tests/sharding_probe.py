@@ -4,7 +4,7 @@
 
 `assert_split(REPORT.json, programs)` is what the sharding tests check.
 
-For every call of a track's training and attribution program (symbolic `fit_grid` and `_attribute_grid`, vision
+For every call of a track's training and attribution program (symbolic `fit_grid` and `attribute_program`, vision
 and audio `classify.fit_seeds` and `_attribute`, RFE `eliminate`), the report holds the leading (grid) axis of
 one input and one output leaf, the devices its sharding spans, and the leading size of one shard: the
 evidence that a chunk's grid really is split across the devices, and that the computation follows it.
@@ -71,7 +71,7 @@ def main() -> int:
         setattr(module, name, wrapped)
 
     spy(sym, "fit_grid", "symbolic train", lambda apply, params, *a, **k: params)
-    spy(sym, "_attribute_grid", "symbolic attribute", lambda apply, params, x, *a, **k: x)
+    spy(sym, "attribute_program", "symbolic attribute", lambda apply, params, x, *a, **k: x)
     spy(classify, "fit_seeds", "vision/audio train", lambda model, variables, *a, **k: variables)
     spy(vision, "_attribute", "vision attribute", lambda model, variables, *a, **k: variables)
     spy(audio, "_attribute", "audio attribute", lambda model, variables, *a, **k: variables)

@@ -65,7 +65,7 @@ def test_rfe_ranking_options_follow_the_protocol():
 def _scored_by_hand(config, grid, trained, steps):
     """Functional precision and uniform score of IG with `steps`, computed cell by cell through the public API."""
     model = track.model_of(config)
-    truth = track._truth(grid, "integrated_gradients", config.protocol)
+    truth = track.ground_truths(grid, "integrated_gradients", config.protocol)
     out = []
     for g in range(len(grid.cells)):
         params = jax.tree.map(lambda a, g=g: a[g], trained.params)
@@ -107,8 +107,8 @@ def test_ig_steps_uniform_overrides_and_is_validated():
 
 
 def test_symbolic_deeplift_option_follows_the_protocol():
-    assert track._method_options(track.SymbolicConfig(protocol="paper"), "deeplift") == {"rescale": "captum"}
-    assert track._method_options(track.SymbolicConfig(protocol="corrected"), "deeplift") == {"rescale": "all"}
+    assert track.method_options(track.SymbolicConfig(protocol="paper"), "deeplift") == {"rescale": "captum"}
+    assert track.method_options(track.SymbolicConfig(protocol="corrected"), "deeplift") == {"rescale": "all"}
 
 
 def test_paper_deeplift_equals_input_x_gradient_on_the_studys_gelu_mlps():

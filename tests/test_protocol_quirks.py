@@ -11,8 +11,8 @@ from chaosjax.tracks import symbolic as sym
 def test_symbolic_saliency_is_absolute_only_under_paper():
     """The study's saliency is Captum's absolute gradient (examples/train_eval_simulation.py:183), scored against
     the signed derivative (l.188-189); corrected attributes the signed gradient against the same truth."""
-    assert sym._method_options(sym.SymbolicConfig(protocol="paper"), "saliency") == {"absolute": True}
-    assert sym._method_options(sym.SymbolicConfig(protocol="corrected"), "saliency") == {"absolute": False}
+    assert sym.method_options(sym.SymbolicConfig(protocol="paper"), "saliency") == {"absolute": True}
+    assert sym.method_options(sym.SymbolicConfig(protocol="corrected"), "saliency") == {"absolute": False}
     assert sym.TRUTH_FOR["saliency"] == "saliency"
     x = np.array([[-0.5, 0.2]], np.float32)
     truth = np.asarray(data.ground_truth(data.formula("a**2"), x, "saliency"))

@@ -30,7 +30,7 @@ def test_no_module_imports_another_modules_private_names():
     """Layers talk through public names: a private name (`_x`) is reached only inside its own module, or inside a
     family (lime.py borrows kernel_shap.py's `_check_samples`; the report's sections use its `_common` helpers; the
     sweep's run uses its store's).
-    The sweep may not call the symbolic track's `_stream`, nor a track import another's `_prepare_out`. Private
+    The sweep may not call a track's private helpers, nor a track import another's. Private
     modules with public names (`chaosjax._progress.Progress`) are the package's own plumbing and fine."""
     offenders = []
     for path in sorted(PACKAGE.rglob("*.py")):
@@ -99,3 +99,46 @@ def test_the_import_graph_goes_one_way_through_the_layers():
     assert not unplaced, f"modules in no layer: {unplaced} (place them in LAYERS)"
     upward = [f"{g} -> {t}" for g, ts in edges.items() for t in ts if layer[t] > layer[g]]
     assert not upward, "imports against the layers: " + ", ".join(sorted(upward))
+
+
+#: Benchmarks that instrument a compiled program from inside (lower it for its cost analysis, count a private
+#: function's calls): the only private names a benchmark may reach, each listed with its reason.
+_INSTRUMENTATION = {
+    "benchmarks/train_profile.py": {"train._fit_grid_jit", "train._check_statics",  # lowers fit_grid's program
+                                    "mlp_module._mlp_cached",  # a fresh (uncached) model for the candidate GELU
+                                    "chaosjax.models.mlp._norm_cdf", "chaosjax.models.mlp._INV_SQRT_2PI"},  # its parts
+    "benchmarks/deeplift_and_ig.py": {"deeplift_module._bind"},  # counts the operations DeepLIFT re-evaluates
+}
+
+
+def _chaosjax_names(tree: ast.AST) -> set[str]:
+    """The names a file binds to chaosjax modules (or their members): `import chaosjax.x as y`, `from chaosjax... import
+    z as w`."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.asname or a.name.split(".")[0] for a in node.names if a.name.startswith("chaosjax")}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("chaosjax"):
+            names |= {a.asname or a.name for a in node.names}
+    return names
+
+
+def test_benchmarks_use_the_public_api():
+    """A benchmark measures what users call: it reaches chaosjax through public names (a track's
+    `cell_stream`, `method_options`, `attribute_program`, `ground_truths`, ...), but for the instrumentation
+    listed in `_INSTRUMENTATION`."""
+    offenders = []
+    for path in sorted((PACKAGE.parent / "benchmarks").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        modules = _chaosjax_names(tree)
+        allowed = _INSTRUMENTATION.get(f"benchmarks/{path.name}", set())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("chaosjax"):
+                offenders += [f"{path.name}: from {node.module} import {a.name}" for a in node.names
+                              if a.name.startswith("_") and not a.name.startswith("__")
+                              and f"{node.module}.{a.name}" not in allowed]
+            elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
+                  and node.attr.startswith("_") and not node.attr.startswith("__")
+                  and f"{node.value.id}.{node.attr}" not in allowed):
+                offenders.append(f"{path.name}: {node.value.id}.{node.attr}")
+    assert not offenders, "\n".join(offenders)

@@ -121,7 +121,7 @@ def test_ground_truth_compiles_once_per_formula_and_method_whatever_the_row_coun
         config = track.SymbolicConfig(formulas=("x1 * x2 - 0.37 * x1", "cos(x1) + 0.21 * x2 * x3"),
                                       noise_features=2, n=n)
         grid = track.build_grid(config, track.cells_of(config))
-        truth = track._truth(grid, "feature_ablation", "paper")
+        truth = track.ground_truths(grid, "feature_ablation", "paper")
         assert truth.shape == grid.x_test.shape
         for g, cell in enumerate(grid.cells):
             direct = data.ground_truth(cell.formula, grid.x_test[g], "feature_ablation")

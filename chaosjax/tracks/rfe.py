@@ -323,7 +323,7 @@ def load_datasets(config: RFEConfig, seed: int) -> list[_Dataset]:
     return [_tabular(x, y, task, Path(config.csv).stem, config, seed, names)]
 
 
-def _stack(problems: list[rfe.Problem]) -> rfe.Problem:
+def stack_problems(problems: list[rfe.Problem]) -> rfe.Problem:
     """Stacks problems, padding rows of unequal splits by repetition-free truncation to the smallest size."""
     sizes = {name: min(np.shape(getattr(p, name))[0] for p in problems)
              for name in ("x_train", "x_rank", "x_test")}
@@ -423,7 +423,7 @@ def run(config: RFEConfig, *, out=None, overwrite: bool = False, progress: bool 
             grid = place.pad(mine) if place is not None else mine
             counts = jnp.asarray(rfe.pad_counts([counts_of[(seed, d.formula, str(s))] for _, (seed, d, _, s) in grid]),
                                  jnp.int32)
-            problems = _stack([d.problem for _, (_, d, _, _) in grid])
+            problems = stack_problems([d.problem for _, (_, d, _, _) in grid])
             # A member's key follows its place in the whole grid, whichever program runs it.
             keys = jnp.stack([jax.random.fold_in(jax.random.key(seed), 50_000 + g) for g, (seed, *_) in grid])
             method_ids = np.zeros(len(grid), np.int32)
@@ -469,7 +469,7 @@ def run(config: RFEConfig, *, out=None, overwrite: bool = False, progress: bool 
         with bar.phase(f"train the network on the {len(finals)} baseline selections"):
             # Split across the devices like the eliminations (padded with copies of the last, never read).
             grid = place.pad(list(enumerate(finals))) if place is not None else list(enumerate(finals))
-            problems = _stack([d.problem for _, (_, _, d, _) in grid])
+            problems = stack_problems([d.problem for _, (_, _, d, _) in grid])
             keys = jnp.stack([jax.random.fold_in(jax.random.key(seed), 90_000 + i) for i, (_, seed, _, _) in grid])
             k_counts = jnp.asarray([[int(mask.sum())] for _, (*_, mask) in grid], jnp.int32)
             masks = jnp.asarray(np.stack([mask for _, (*_, mask) in grid]))

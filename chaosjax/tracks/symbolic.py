@@ -254,7 +254,7 @@ class SymbolicConfig:
 # ------------------------------------------------------------------------------------------- attribution
 
 
-def _method_options(config: SymbolicConfig, method: str) -> dict[str, Any]:
+def method_options(config: SymbolicConfig, method: str) -> dict[str, Any]:
     """Keyword options of `method` under the config (static, hashable values only)."""
     chunk = config.attribution_batch_size
     if chunk is None and jax.default_backend() == "cpu":
@@ -309,20 +309,20 @@ def _over_cells(fn, *args, cell_by_cell: bool):
 
 
 def _measured_pass(args: tuple, method: str, options: tuple, *, repeat: bool, cell_by_cell: bool = False) -> tuple[jax.Array, float, float]:
-    """`_attribute_grid(*args)` with its compiled program's peak memory in bytes (arguments + outputs + temporaries -
+    """`attribute_program(*args)` with its compiled program's peak memory in bytes (arguments + outputs + temporaries -
     aliased buffers, from XLA's memory analysis; NaN where the backend reports none) and, with `repeat`, the wall
     seconds of running the compiled program once more (the steady state: the first run includes tracing, compiling
     and, on a CPU, XLA's deferred kernel code generation); NaN without `repeat`."""
-    attr = _attribute_grid(*args, method=method, options=options, cell_by_cell=cell_by_cell)
+    attr = attribute_program(*args, method=method, options=options, cell_by_cell=cell_by_cell)
     jax.block_until_ready(attr)
     # Lowering and compiling again after the call hits the compilation cache: no second compile.
-    stats = _attribute_grid.lower(*args, method=method, options=options, cell_by_cell=cell_by_cell).compile().memory_analysis()
+    stats = attribute_program.lower(*args, method=method, options=options, cell_by_cell=cell_by_cell).compile().memory_analysis()
     peak = float("nan") if stats is None else float(
         stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes - stats.alias_size_in_bytes)
     seconds = float("nan")
     if repeat:
         start = time.perf_counter()
-        jax.block_until_ready(_attribute_grid(*args, method=method, options=options, cell_by_cell=cell_by_cell))
+        jax.block_until_ready(attribute_program(*args, method=method, options=options, cell_by_cell=cell_by_cell))
         seconds = time.perf_counter() - start
     return attr, seconds, peak
 
@@ -348,7 +348,7 @@ def _convergence(snapshots, args: tuple, method: str, options: tuple, final_top,
     out = []
     for s in range(count):
         params = jax.tree.map(lambda a, s=s: a[:, s], snapshots)
-        attr = _attribute_grid(apply_fn, params, *rest, method=method, options=options, cell_by_cell=cell_by_cell)
+        attr = attribute_program(apply_fn, params, *rest, method=method, options=options, cell_by_cell=cell_by_cell)
         out.append(jnp.sum(_global_top_m(attr, m, mask) & final_top, axis=1))
     return np.asarray(jax.device_get(jnp.stack(out, axis=1)))
 
@@ -364,7 +364,7 @@ def _settled_epoch(overlap: np.ndarray, m: int, every: int, epochs: int) -> int:
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "method", "options", "cell_by_cell"))
-def _attribute_grid(apply_fn, params, x, refs, keys, *, method: str, options: tuple,
+def attribute_program(apply_fn, params, x, refs, keys, *, method: str, options: tuple,
                     cell_by_cell: bool = False) -> jax.Array:
     """`method` on every grid member's test rows: `(G, rows, W)`; one compiled program per method."""
     run_method = _CellMethod(method, options)
@@ -447,7 +447,9 @@ def grid_width(config: SymbolicConfig) -> int:
     return max(f.m for _, f in config.resolved_formulas()) + config.noise_features
 
 
-def _stream(cell: Cell, purpose: int) -> jax.Array:
+def cell_stream(cell: Cell, purpose: int) -> jax.Array:
+    """The cell's random key for one `purpose` (1 init, 2 training, 3 attribution, 4 the randomised model, 5
+    proxies, 6 shuffled labels): fixed by the cell's seed and formula, whatever chunk or grid holds the cell."""
     return jax.random.fold_in(jax.random.fold_in(jax.random.key(cell.seed), cell.key), purpose)
 
 
@@ -502,7 +504,7 @@ def model_of(config: SymbolicConfig):
 def init_cells(config: SymbolicConfig, cells: Sequence[Cell]) -> Any:
     """The untrained parameters of each cell's model (leading axis: cells): what `train_grid` starts from, and the
     shapes a checkpoint restores into."""
-    return jax.vmap(model_of(config).init)(jnp.stack([_stream(c, 1) for c in cells]))
+    return jax.vmap(model_of(config).init)(jnp.stack([cell_stream(c, 1) for c in cells]))
 
 
 class Trained(NamedTuple):
@@ -513,16 +515,16 @@ class Trained(NamedTuple):
     label_shuffled: Trained | None = None  # with proxies "label_randomisation": the shuffled-label members
 
 
-#: `_stream` purpose of each cell's label permutation (label randomisation; 1-5 are init, training, attribution,
+#: `cell_stream` purpose of each cell's label permutation (label randomisation; 1-5 are init, training, attribution,
 #: re-initialisation and the proxies' keys).
 _LABEL_SHUFFLE_STREAM = 6
 
 
 def shuffle_labels(grid: Grid) -> Grid:
-    """The grid with each cell's training labels permuted by a fixed per-cell key (`_stream(cell, 6)`): the data of
+    """The grid with each cell's training labels permuted by a fixed per-cell key (`cell_stream(cell, 6)`): the data of
     the label-randomisation sanity check (Adebayo et al. 2018). Inputs, test split and mask are the cell's own, so a
     model trained on it has every input statistic of the real one and nothing that ties a row's label to its row."""
-    keys = jnp.stack([_stream(c, _LABEL_SHUFFLE_STREAM) for c in grid.cells])
+    keys = jnp.stack([cell_stream(c, _LABEL_SHUFFLE_STREAM) for c in grid.cells])
     y_train = jax.vmap(lambda k, y: jax.random.permutation(k, y, axis=0))(keys, grid.y_train)
     return dataclasses.replace(grid, y_train=y_train)
 
@@ -531,7 +533,7 @@ def _fit_cells(config: SymbolicConfig, grid: Grid, place) -> Trained:
     place = place or (lambda tree: tree)
     model = model_of(config)
     params = init_cells(config, grid.cells)
-    keys = jnp.stack([_stream(c, 2) for c in grid.cells])
+    keys = jnp.stack([cell_stream(c, 2) for c in grid.cells])
     params, x, y, keys = place((params, grid.x_train, grid.y_train, keys))
     start = time.perf_counter()
     result = fit_grid(
@@ -588,7 +590,7 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
                                    cell_by_cell=one_at_a_time)
     initial_loss, final_loss = trained.losses[:, 0], trained.losses[:, -1]
     refs = place(grid.x_train[:, :64])  # GradientSHAP's baseline distribution: training rows
-    attr_keys = place(jnp.stack([_stream(c, 3) for c in grid.cells]))
+    attr_keys = place(jnp.stack([cell_stream(c, 3) for c in grid.cells]))
     m = jnp.asarray(grid.m)
     # A model whose training loss went non-finite has NaN (or arbitrary) attributions: it scores NaN, never a number.
     dead = diverged(trained.losses)
@@ -596,8 +598,8 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
     every = config.convergence_every if snapshots is not None else 0
     if config.proxies:  # proxy metrics (issue 17) on each cell's first PROXY_ROWS test rows
         proxy_rows = min(proxy_bench.PROXY_ROWS, grid.x_test.shape[1])
-        random_params = place(jax.vmap(model.init)(jnp.stack([_stream(c, 4) for c in grid.cells])))
-        proxy_keys = place(jnp.stack([_stream(c, 5) for c in grid.cells]))
+        random_params = place(jax.vmap(model.init)(jnp.stack([cell_stream(c, 4) for c in grid.cells])))
+        proxy_keys = place(jnp.stack([cell_stream(c, 5) for c in grid.cells]))
         shuffled_params, shuffled_dead = None, np.zeros(size, bool)
         if proxy_bench.LABEL_RANDOMISATION in config.proxies:
             # A sweep restores only the real cells from its checkpoints: their shuffled-label members train here.
@@ -610,7 +612,7 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
     for method in config.method_names():
         if on_method is not None:
             on_method(method)
-        options = tuple(sorted(_method_options(config, method).items()))
+        options = tuple(sorted(method_options(config, method).items()))
         args = (model.apply, params, x_test, refs, attr_keys)
         start = time.perf_counter()
         attr, run_seconds, peak_bytes = _measured_pass(args, method, options, repeat=config.time_passes,
@@ -619,7 +621,7 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
         if method == "integrated_gradients" and config.uniform_ig_steps() != config.ig_steps:
             # A second IG pass for the uniform score (paper: 20 steps; functional precision and consistency: 10).
             uniform_options = tuple(sorted({**dict(options), "steps": config.uniform_ig_steps()}.items()))
-            uniform_attr = _attribute_grid(*args, method=method, options=uniform_options, cell_by_cell=one_at_a_time)
+            uniform_attr = attribute_program(*args, method=method, options=uniform_options, cell_by_cell=one_at_a_time)
             jax.block_until_ready(uniform_attr)
         seconds = time.perf_counter() - start
         kind, background = TRUTH_FOR[method], None
@@ -628,7 +630,7 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
         elif method == "feature_permutation":  # the expectation over permutations of the test rows
             background = grid.x_test
         if kind not in truths:
-            truths[kind] = _truth(grid, kind.split("/")[0], config.protocol, background)
+            truths[kind] = ground_truths(grid, kind.split("/")[0], config.protocol, background)
         truth = truths[kind]
 
         def score(a):
@@ -697,7 +699,7 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
     return rows
 
 
-def _truth(grid: Grid, method: str, protocol: str, background: jax.Array | None = None) -> jax.Array:
+def ground_truths(grid: Grid, method: str, protocol: str, background: jax.Array | None = None) -> jax.Array:
     """Each cell's ground truth on its test rows ``(cells, rows, W)``, computed on blocks of `_TRUTH_ROWS` rows
     (the last one padded with copies of the final row), so that one compiled program per (formula, method)
     serves every row count: an `n` ablation compiles its ground truth once, not once per `n`. `background`
