@@ -724,12 +724,21 @@ def run_setting(config: SymbolicConfig, *, sweep_axis: str = "", progress: Progr
     with progress.phase("data"):
         grid = build_grid(config, cells_of(config))
     models, epochs = len(grid.cells), config.epochs
-    with progress.phase(f"train {count(models, 'model')} x {epochs} epochs", total=models * epochs, unit="epochs",
-                        compiling=True) as phase:
-        # Training ticks report (epoch, of) across the grid's groups; as epochs of all models together.
-        with progress_to(lambda epoch, of: phase.set(epoch * models * epochs // of)):
-            trained = train_grid(config, grid)
-        phase.set(models * epochs)  # the ticks fall every ~2% of a run, not necessarily on its last epoch
+
+    def train(what: str, fit):
+        with progress.phase(f"train {count(models, what)} x {epochs} epochs", total=models * epochs, unit="epochs",
+                            compiling=True) as phase:
+            # Training ticks report (epoch, of) across the grid's groups; as epochs of all models together.
+            with progress_to(lambda epoch, of: phase.set(epoch * models * epochs // of)):
+                result = fit()
+            phase.set(models * epochs)  # the ticks fall every ~2% of a run, not necessarily on its last epoch
+        return result
+
+    # What `train_grid` does, one phase per training program: the shuffled-label models have a bar of their own.
+    trained = train("model", lambda: _fit_cells(config, grid, None))
+    if proxy_bench.LABEL_RANDOMISATION in config.proxies:
+        trained = trained._replace(label_shuffled=train("shuffled-label model",
+                                                        lambda: train_label_shuffled(config, grid)))
     methods = config.method_names()
     with progress.phase(f"attribute {count(models, 'model')}", total=len(methods), unit="methods") as phase:
         return attribute_grid(config, grid, trained, sweep_axis=sweep_axis, on_method=phase.item)
