@@ -26,6 +26,9 @@ NO_COMPILE_CACHE_ENV = "CHAOSJAX_NO_COMPILE_CACHE"
 #: `chaosjax symbolic --formulas 14` loads 61 of its 62 programs (0.8 s to read) and compiles 2.3 s, training's
 #: program alone (docs/cli.md says why); with 0.2 it loaded 13 and compiled 8.0 s (in-process, on a loaded machine).
 MIN_COMPILE_SECONDS = 0.0
+#: The cache's size limit: past it, JAX deletes the least recently used programs (`jax_compilation_cache_max_size`).
+#: A new symbolic setting adds a few hundred KiB, a default run about 30 MiB; 1 GiB keeps thousands of settings.
+MAX_CACHE_BYTES = 1 << 30
 
 
 def cache_dir() -> Path:
@@ -80,6 +83,8 @@ def enable_compile_cache(path: str | os.PathLike | None = None) -> tuple[Path | 
     jax.config.update("jax_compilation_cache_dir", str(target))
     if jax.config.jax_persistent_cache_min_compile_time_secs == 1.0:  # JAX's default: not the user's choice
         jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
+    if jax.config.jax_compilation_cache_max_size == -1:  # JAX's default (no limit): not the user's choice
+        jax.config.update("jax_compilation_cache_max_size", MAX_CACHE_BYTES)
     return target, "on"
 
 

@@ -18,9 +18,11 @@ def clean_jax_cache(monkeypatch):
     monkeypatch.delenv(_cache.NO_COMPILE_CACHE_ENV, raising=False)
     monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     saved = {name: getattr(jax.config, name) for name in
-             ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")}
+             ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+              "jax_compilation_cache_max_size")}
     jax.config.update("jax_compilation_cache_dir", None)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    jax.config.update("jax_compilation_cache_max_size", -1)
     compilation_cache.reset_cache()
     yield
     for name, value in saved.items():
@@ -51,8 +53,15 @@ def test_enabled_in_a_writable_directory(clean_jax_cache, tmp_path):
     assert (directory, note) == (tmp_path / "c", "on")
     assert jax.config.jax_compilation_cache_dir == str(tmp_path / "c")
     assert jax.config.jax_persistent_cache_min_compile_time_secs == _cache.MIN_COMPILE_SECONDS
+    assert jax.config.jax_compilation_cache_max_size == _cache.MAX_CACHE_BYTES  # least recently used deleted past it
     # A directory already set for JAX (by the user) is kept.
     assert _cache.enable_compile_cache(tmp_path / "other") == (tmp_path / "c", "the directory already set for JAX")
+
+
+def test_a_size_limit_the_user_set_is_kept(clean_jax_cache, tmp_path):
+    jax.config.update("jax_compilation_cache_max_size", 5 << 20)
+    _cache.enable_compile_cache(tmp_path / "c")
+    assert jax.config.jax_compilation_cache_max_size == 5 << 20
 
 
 def test_the_environment_variable_leaves_jax_alone(clean_jax_cache, monkeypatch, tmp_path):
