@@ -162,6 +162,9 @@ def test_one_name_for_one_thing_with_the_short_forms_kept(capsys):
     short = sweep.plan({"symbolic": {"formulas": "0", "lr": [1e-3, 1e-2], "noise": 4}})
     assert [c.setting for c in long.chunks] == [c.setting for c in short.chunks]
     assert [c.setting.learning_rate for c in long.chunks] == [1e-3, 1e-2]
+    for key in ("lr", "learning_rate"):  # the error names the key as the file wrote it
+        with pytest.raises(ValueError, match=rf"\[symbolic\]\.{key}: expected a positive number"):
+            sweep.plan({"symbolic": {"formulas": "0", key: -1.0}})
     with pytest.raises(ValueError, match=r"\[symbolic\]\.lr and \[symbolic\]\.learning_rate set the same field"):
         sweep.plan({"symbolic": {"lr": 1e-3, "learning_rate": 1e-3}})
     for flags in (["--learning-rate", "0"], ["--lr", "0"]):

@@ -241,6 +241,14 @@ def _field_value(track: tracks.Track, key: str, field: str, value: Any, hint: An
     return value
 
 
+def _as_written(message: str, keys: Mapping[str, str], table: Mapping[str, Any]) -> str:
+    """A config's error (``field: ...``) naming the key the table set the field with (``lr`` for
+    ``learning_rate``), so that the message points at the line of the file."""
+    field, sep, rest = message.partition(": ")
+    written = [key for key in table if keys.get(key) == field]
+    return f"{written[0]}: {rest}" if sep and written else message
+
+
 def _plan_track(track: tracks.Track, table: dict[str, Any], chunk_size: int, combine: str = "product"
                 ) -> tuple[dict[str, Any], list[Chunk]]:
     """One track's table: its config's fields (`Track.toml_keys`); a list on a key of `Track.axes` (default: any
@@ -281,7 +289,7 @@ def _plan_track(track: tracks.Track, table: dict[str, Any], chunk_size: int, com
         try:
             setting.validate()
         except (ValueError, TypeError) as err:
-            raise ValueError(f"sweep: [{name}].{err}") from None
+            raise ValueError(f"sweep: [{name}].{_as_written(str(err), keys, table)}") from None
         settings.append((setting, axis))
     chunks = []
     for index, (setting, on_axes) in enumerate(_distinct(settings)):
