@@ -10,7 +10,7 @@ its sweep TOML key (the field's name) and its part of the config's validation.
     Config(**from_args(args, Config, ["epochs"]))     # the parsed values
 
 A check is a function ``check(value, name)`` that raises ValueError (or TypeError) naming the field; `integer`,
-`number`, `one_of` and `either` build the common ones. A flag's text is parsed by the field's `parse` (a range of
+`number`, `one_of` and `seed_list` are the common ones. A flag's text is parsed by the field's `parse` (a range of
 seeds, a list of names), else by the type its annotation names; a ``bool`` field is a switch.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Option", "add_flags", "check_fields", "either", "from_args", "integer", "number", "one_of", "option"]
+__all__ = ["Option", "add_flags", "check_fields", "from_args", "integer", "number", "one_of", "option", "seed_list"]
 
 _KEY = "chaosjax"
 
@@ -118,13 +118,11 @@ def one_of(*choices: Any, optional: bool = False) -> Callable[[Any, str], None]:
     return check
 
 
-def either(*checks: Callable[[Any, str], Any]) -> Callable[[Any, str], None]:
-    """Every one of `checks`, in order."""
-    def check(value: Any, name: str) -> None:
-        for one in checks:
-            one(value, name)
+def seed_list(value: Any, name: str) -> None:
+    """Seeds: distinct integers that fit a PRNG key (`chaosjax.checks.check_seeds`)."""
+    from chaosjax.checks import check_seeds
 
-    return check
+    check_seeds(value)
 
 
 # ------------------------------------------------------------------------------------------------ the flags

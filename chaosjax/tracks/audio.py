@@ -50,12 +50,12 @@ import numpy as np
 
 from chaosjax import attribution, classify, metrics
 from chaosjax._progress import Progress, count
-from chaosjax.checks import check_out_dir, check_seeds, diverged, refuse_or_warn_diverged
+from chaosjax.checks import check_out_dir, diverged, refuse_or_warn_diverged
 from chaosjax.data import audio as data
 from chaosjax.data.audio import CONDITIONS
 from chaosjax.data.speech import WORDS
 from chaosjax.models import audio as models
-from chaosjax._fields import add_flags, check_fields, from_args, integer, number, one_of, option
+from chaosjax._fields import add_flags, check_fields, from_args, integer, number, one_of, option, seed_list
 from chaosjax._parse import parse_int_range, parse_names
 from chaosjax.runs import summary_rows, write_results
 from chaosjax.tracks import Track, help_line
@@ -115,7 +115,7 @@ class AudioConfig:
                                      check=_names(tuple(models.MODELS)), parse=_listed(tuple(models.MODELS)))
     methods: tuple[str, ...] | None = option(  # None: every method of chaosjax.attribution.METHODS
         None, "names from chaosjax.attribution.METHODS, or 'all'", parse=parse_names, text="all")
-    seeds: tuple[int, ...] = option((0,), "e.g. '0-2'", check=lambda seeds, name: check_seeds(seeds),
+    seeds: tuple[int, ...] = option((0,), "e.g. '0-2'", check=seed_list,
                                     parse=parse_int_range, text="0")
     preset: str = option("tiny", "tiny: 8 kHz, 16/4 speakers; small: 16 kHz, 40/8; paper: 16 kHz, 2,424/285",
                          check=one_of(*data.PRESETS), choices=tuple(data.PRESETS))

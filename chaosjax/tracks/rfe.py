@@ -25,12 +25,12 @@ import numpy as np
 from chaosjax import attribution, rfe
 from chaosjax._progress import Progress, count
 from chaosjax.checks import (BadInput, as_bad_input, check_distinct, check_out_dir,
-                             check_seeds, refuse_or_warn_diverged)
+                             refuse_or_warn_diverged)
 from chaosjax.data import symbolic as data
 from chaosjax.models import mlp
 from chaosjax.models.mlp import ACTIVATIONS
 from chaosjax.runs import format_mean_ci, write_results
-from chaosjax._fields import add_flags, check_fields, from_args, integer, number, one_of, option
+from chaosjax._fields import add_flags, check_fields, from_args, integer, number, one_of, option, seed_list
 from chaosjax._parse import parse_formulas, parse_int_range, parse_names
 from chaosjax.tracks import Track, help_line
 from chaosjax.tracks._cli import checked_job
@@ -79,7 +79,7 @@ class RFEConfig:
                                         flags=("--schedule",), parse=_schedules, metavar="SCHEDULE")
     k: int | None = option(  # None: m for formulas, 3 for tabular data (the study's real-data setting)
         None, "features to keep (default: m, or 3 for tabular data)", check=integer(1, optional=True))
-    seeds: tuple[int, ...] = option((0,), "seeds, e.g. '0-2'", check=lambda seeds, name: check_seeds(seeds),
+    seeds: tuple[int, ...] = option((0,), "seeds, e.g. '0-2'", check=seed_list,
                                     parse=parse_int_range, text="0")
     epochs: int = option(1000, "training epochs of each round's network", check=integer(1))
     learning_rate: float = option(1e-3, "Adam learning rate", check=number(positive=True),

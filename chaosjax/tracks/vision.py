@@ -30,10 +30,10 @@ import numpy as np
 
 from chaosjax import attribution, classify, metrics
 from chaosjax._progress import Progress, count
-from chaosjax.checks import check_distinct, check_out_dir, check_seeds, diverged, refuse_or_warn_diverged
+from chaosjax.checks import check_distinct, check_out_dir, diverged, refuse_or_warn_diverged
 from chaosjax.data import vision as V
 from chaosjax.models import vision as MV
-from chaosjax._fields import add_flags, check_fields, from_args, integer, number, one_of, option
+from chaosjax._fields import add_flags, check_fields, from_args, integer, number, one_of, option, seed_list
 from chaosjax._parse import parse_int_range, parse_names
 from chaosjax.runs import summary_rows, write_results
 from chaosjax.tracks import Track, help_line
@@ -56,10 +56,6 @@ def _models(text: str, flag: str) -> tuple[str, ...]:
     return parse_names(text, flag) or tuple(MV.MODELS)
 
 
-def _seeds(seeds, name: str) -> None:
-    check_seeds(seeds)
-
-
 @dataclasses.dataclass(frozen=True)
 class VisionConfig:
     """Everything a vision run depends on. Defaults: all four conditions, the small CNN, every method, the tiny
@@ -78,7 +74,7 @@ class VisionConfig:
     # 16 epochs bring SBRP to 0.78. About 8 min of training per condition on 2 CPU cores.
     epochs: int = option(16, "training epochs", check=integer(1))
     batch_size: int = option(64, "training batch size", check=integer(1))
-    seeds: tuple[int, ...] = option((0,), "seeds, e.g. '0-2' (trained together under vmap)", check=_seeds,
+    seeds: tuple[int, ...] = option((0,), "seeds, e.g. '0-2' (trained together under vmap)", check=seed_list,
                                     parse=parse_int_range, text="0")
     protocol: str = option("paper", "paper: the study's IoU in the iou column; corrected: the corrected one "
                            "(docs/protocol.md)", check=one_of(*PROTOCOLS), choices=PROTOCOLS)
