@@ -130,6 +130,20 @@ def test_ground_truth_compiles_once_per_formula_and_method_whatever_the_row_coun
     assert data._ground_truth._cache_size() - compiled == 2 + 2 * 2
 
 
+def test_a_cells_ground_truth_does_not_depend_on_its_grid():
+    """A sweep computes a cell in whatever chunk holds it: its truth must be bit-identical alone, beside another
+    seed of its formula and beside other formulas."""
+    def truths(formulas, seeds):
+        config = track.SymbolicConfig(formulas=formulas, seeds=seeds, noise_features=2, n=600)
+        grid = track.build_grid(config, track.cells_of(config))
+        return {(c.label, c.seed): np.asarray(t) for c, t in zip(grid.cells,
+                                                                 track.ground_truths(grid, "feature_ablation", "paper"))}
+
+    alone = truths((11,), (1,))[("11", 1)]
+    np.testing.assert_array_equal(truths((11,), (0, 1))[("11", 1)], alone)
+    np.testing.assert_array_equal(truths((8, 11), (0, 1))[("11", 1)], alone)
+
+
 def test_the_mlp_learns_its_easiest_formula_and_saliency_finds_the_column():
     """The cheap learning check of the default suite: y = a among 5 noise columns (chance precision 1/6)."""
     config = track.SymbolicConfig(formulas=(0,), noise_features=5, n=400, epochs=150, depth=1, width=16,
