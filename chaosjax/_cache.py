@@ -85,7 +85,29 @@ def enable_compile_cache(path: str | os.PathLike | None = None) -> tuple[Path | 
         jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
     if jax.config.jax_compilation_cache_max_size == -1:  # JAX's default (no limit): not the user's choice
         jax.config.update("jax_compilation_cache_max_size", MAX_CACHE_BYTES)
+    if jax.config.jax_compilation_cache_max_size != -1:
+        _stamp_unstamped(target)
     return target, "on"
+
+
+def _stamp_unstamped(directory: Path) -> None:
+    """Gives every cached program without one a last-use stamp (its file's modification time).
+
+    With a size limit, JAX reads the stamp (`KEY-atime`, nanoseconds, 8 bytes little-endian) of every program in the
+    directory before it writes a new one, and a missing stamp makes every write fail (a warning per program, nothing
+    cached). Programs written without a limit (chaosjax before it set one, or JAX's default) have none."""
+    try:
+        names = set(os.listdir(directory))
+    except OSError:
+        return
+    for name in names:
+        if not name.endswith("-cache") or name.removesuffix("-cache") + "-atime" in names:
+            continue
+        try:
+            stamp = (directory / name).stat().st_mtime_ns
+            (directory / (name.removesuffix("-cache") + "-atime")).write_bytes(stamp.to_bytes(8, "little"))
+        except OSError:  # removed meanwhile by another process's eviction, or read-only: JAX copes or warns
+            pass
 
 
 def describe(directory: Path | None, note: str) -> str:

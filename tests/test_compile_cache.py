@@ -64,6 +64,31 @@ def test_a_size_limit_the_user_set_is_kept(clean_jax_cache, tmp_path):
     assert jax.config.jax_compilation_cache_max_size == 5 << 20
 
 
+def test_programs_cached_without_a_size_limit_do_not_stop_new_ones(clean_jax_cache, tmp_path):
+    """A directory filled without a limit (chaosjax before it set one, or JAX's default) has no last-use stamps, and
+    JAX's size-limited cache cannot write next to an unstamped program: each stamp is made from its file's time."""
+    import warnings
+
+    import jax.numpy as jnp
+
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path / "c"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.jit(lambda x: jnp.sin(x) * 3.0)(jnp.ones(3)).block_until_ready()  # written with no size limit: no stamp
+    old = [p.name for p in (tmp_path / "c").iterdir()]
+    assert any(name.endswith("-cache") for name in old) and not any(name.endswith("-atime") for name in old)
+    jax.config.update("jax_compilation_cache_dir", None)
+    compilation_cache.reset_cache()
+
+    _cache.enable_compile_cache(tmp_path / "c")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # JAX warns "Error writing persistent compilation cache entry" per program
+        jax.jit(lambda x: jnp.cos(x) * 5.0)(jnp.ones(3)).block_until_ready()
+    names = [p.name for p in (tmp_path / "c").iterdir()]
+    programs = [n for n in names if n.endswith("-cache")]
+    assert len(programs) > len([n for n in old if n.endswith("-cache")])  # the new program was written
+    assert all(n.removesuffix("-cache") + "-atime" in names for n in programs)
+
+
 def test_the_environment_variable_leaves_jax_alone(clean_jax_cache, monkeypatch, tmp_path):
     monkeypatch.setenv(_cache.NO_COMPILE_CACHE_ENV, "1")
     directory, note = _cache.enable_compile_cache(tmp_path / "c")
