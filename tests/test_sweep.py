@@ -397,9 +397,13 @@ seeds = "0-2"
 """
 
 
+@pytest.mark.slow
 def test_vision_audio_and_rfe_seeds_split_across_four_devices_and_restore_trained_seeds(tmp_path):
     """3 seeds on 4 fake devices (padded to 4): the same rows as on one device; a vision or audio chunk killed
-    after training resumes from its checkpoint."""
+    after training resumes from its checkpoint. Slow (200-420 s on 2 cores: three sweeps compiling three tracks);
+    the default suite splits and restores symbolic chunks across four devices
+    (`test_sweep_on_four_devices_matches_one_device_and_resumes_after_sigkill`) and sweeps and resumes vision and
+    audio cells on one (`test_vision_and_audio_cells_sweep_next_to_symbolic_and_resume`)."""
     config = tmp_path / "mixed.toml"
     config.write_text(MIXED)
     runs = {}
