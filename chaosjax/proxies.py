@@ -157,6 +157,18 @@ def _map(fn: Callable[[Array], Any], n: int, batch_size: int | None) -> Any:
     return jax.lax.map(fn, ks, batch_size=batch_size)
 
 
+def _map_chunks(fn: Callable[[Array], Any], n: int, batch_size: int | None) -> Any:
+    """`_map` for an `fn` that takes a vector of indices: `fn(range(n))` in chunks of at most `batch_size`."""
+    ks = jnp.arange(n)
+    if batch_size is None or batch_size >= n:
+        return fn(ks)
+    full = n // batch_size * batch_size
+    out = jax.tree.map(lambda o: o.reshape(full, *o.shape[2:]), jax.lax.map(fn, ks[:full].reshape(-1, batch_size)))
+    if full < n:
+        out = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out, fn(ks[full:]))
+    return out
+
+
 def _flat(a: Array) -> Array:
     return a.reshape(a.shape[0], -1)
 
@@ -368,14 +380,24 @@ def _road(f, x, scores, key, noise, *, order, counts, squeeze, tol, maxiter, bat
     b, h, w, c = x.shape
     ranks = _removal_ranks(scores.reshape(b, h * w), order).reshape(b, h, w)
 
-    def point(p):
-        mask = ranks < jnp.asarray(counts)[p]
-        imputed = jax.vmap(lambda xi, mi: _impute_one(xi, mi, tol, maxiter))(x, mask)
+    def masked(p):
+        return ranks < jnp.asarray(counts)[p]
+
+    def imputed(p):
+        return jax.vmap(lambda xi, mi: _impute_one(xi, mi, tol, maxiter))(x, masked(p))
+
+    def point(p, filled):
         eps = jax.random.normal(jax.random.fold_in(key, p), x.shape, x.dtype)
-        z = jnp.where(mask[..., None], imputed + noise * eps, x)
+        z = jnp.where(masked(p)[..., None], filled + noise * eps, x)
         return f(z[..., 0] if squeeze else z)
 
-    return _map(point, len(counts), batch_size).T
+    def chunk(ps):
+        # The solver runs until every system it holds converges: percentages side by side would all run as long
+        # as the most masked one (~10x the iterations of the least, Quantus's percentages on 56 x 56 canvases).
+        # One after another, each stops at its own; the forward passes stay side by side.
+        return jax.vmap(point)(ps, jax.lax.map(imputed, ps))
+
+    return _map_chunks(chunk, len(counts), batch_size).T
 
 
 def road_curve(f: BatchFn, x: Array, attributions: Array, *, key: Array, order: str = "morf",
@@ -399,7 +421,8 @@ def road_curve(f: BatchFn, x: Array, attributions: Array, *, key: Array, order: 
       noise: the std of the imputation noise (Quantus's 0.01; 0 for the plain linear imputation).
       tol: the imputation solver's relative residual (`road_impute`).
       maxiter: the imputation solver's iterations at most (`road_impute`).
-      batch_size: evaluate at most this many percentages (each over the whole batch) at once.
+      batch_size: run the forward passes of at most this many percentages (each over the whole batch) at once.
+        Their imputations run one after another, so that each stops when its own systems converge.
 
     Returns:
       `(B, len(percentages))`.

@@ -74,6 +74,20 @@ def test_curve_auc_with_a_short_last_step():
     np.testing.assert_allclose(P.curve_auc(jnp.array([[1.0, 0.0, 0.0]]), 3, 2), [(1 + 0) / 2 * 2 / 3])
 
 
+def test_road_curve_is_the_same_in_any_chunking():
+    """Percentages are imputed one after another within a chunk and their forward passes run side by side; the
+    chunks (full ones in a loop, a ragged last one apart) change nothing, bit for bit."""
+    img = jax.random.normal(jax.random.key(4), (2, 8, 8, 3))
+    score = jax.random.normal(jax.random.key(5), (2, 8, 8))
+    total = lambda z: jnp.sum(z.reshape(z.shape[0], -1), axis=1)  # noqa: E731
+    pct = (1, 10, 30, 50, 70, 90, 99)
+    whole = np.asarray(P.road_curve(total, img, score, key=KEY, percentages=pct))
+    assert whole.shape == (2, len(pct))
+    for batch_size in (1, 3, 7):
+        np.testing.assert_array_equal(P.road_curve(total, img, score, key=KEY, percentages=pct,
+                                                   batch_size=batch_size), whole)
+
+
 def test_road_imputes_a_linear_ramp_exactly_inside_the_image():
     yy, xx = np.meshgrid(np.arange(10.0), np.arange(12.0), indexing="ij")
     ramp = jnp.asarray(np.stack([0.3 * yy - 0.2 * xx, xx + 1.0], -1)[None], jnp.float32)  # (1, 10, 12, 2)
