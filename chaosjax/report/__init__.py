@@ -143,6 +143,8 @@ def report(
 
     import matplotlib
 
+    from chaosjax.report import proxies as _proxies
+
     sections, figures = [], []
     try:
         with matplotlib.rc_context(_FONT):
@@ -154,6 +156,13 @@ def report(
                 text, paths = draw(sub, meta, figdir, formats=formats, **kwargs)
                 sections.append(text)
                 figures.extend(paths)
+            if sum(_proxies.has_proxies(frame[frame["track"] == t].dropna(axis=1, how="all")) for t in present) > 1:
+                text, paths = _proxies.draw_across(  # several tracks with proxies (a sweep): proxy x track
+                    {t: frame[frame["track"] == t].dropna(axis=1, how="all").reset_index(drop=True) for t in present
+                     if t in ("symbolic", "vision")}, figdir, formats=formats)
+                if text:
+                    sections.append(text)
+                    figures.extend(paths)
     except BaseException:  # a failed report leaves the directory as it found it
         for new in set(figdir.iterdir()) - before:
             new.unlink()

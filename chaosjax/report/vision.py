@@ -11,6 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from chaosjax.report import proxies
 from chaosjax.report._common import (
     MAX_EXAMPLES,
     OKABE_ITO,
@@ -83,6 +84,10 @@ def draw(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *, formats: Se
     paths = _save(fig, figdir, "vision_scores", formats)
     figures += paths
     md += [_image(paths, "IoU and mass in box per condition x model x method"), "", _score_table(frame, metrics), ""]
+    if proxies.has_proxies(frame):  # `chaosjax vision --proxies`
+        text, paths = proxies.draw(frame, figdir, formats=formats, track="vision")
+        md += [text, ""]
+        figures += paths
     if examples is None:
         md += ["No `examples.npz` in the results directory: gallery skipped.", ""]
     else:

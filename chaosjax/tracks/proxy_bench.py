@@ -2,9 +2,11 @@
 
 Two halves. `score_grid` computes the proxy metrics of `chaosjax.proxies` for one method over a symbolic grid (every
 cell's model, a fixed subsample of its test rows, one compiled program per method, cells one at a time or side by
-side as the attribution grid), which `chaosjax symbolic --proxies` writes as results columns. `proxy_agreement`
-reads such a results table back and scores each proxy's ranking of the methods against the ground truth's
-(Kendall's tau-b with a bootstrap CI over formulas x seeds, `chaosjax.proxies.kendall_agreement`).
+side as the attribution grid), which `chaosjax symbolic --proxies` writes as results columns; `image_proxies` does
+the same for one image classifier inside the vision track's program (`chaosjax vision --proxies`, `VISION_PROXIES`).
+`proxy_agreement` reads such a results table back and scores each proxy's ranking of the methods against the
+ground truth's (Kendall's tau-b with a bootstrap CI over formulas x seeds, or conditions x models x seeds,
+`chaosjax.proxies.kendall_agreement`).
 
 Which proxies fit a table (docs/proxies.md, "The meta-benchmark"): deletion and insertion AUC (one column per
 step), infidelity, max-sensitivity, faithfulness correlation, sparseness and complexity. Left out: ROAD (its
@@ -33,7 +35,11 @@ __all__ = [
     "GRADIENT_METHODS",
     "LABEL_RANDOMISATION",
     "PROXIES",
+    "PROXY_CANVASES",
     "PROXY_ROWS",
+    "TRACK_PROXIES",
+    "VISION_PROXIES",
+    "image_proxies",
     "proxy_agreement",
     "proxy_columns",
     "resolve_proxies",
@@ -53,6 +59,23 @@ PROXIES: dict[str, tuple[str, bool | None]] = {
     "randomisation": ("randomised_functional_precision", None),
     "label_randomisation": ("label_randomised_functional_precision", None),
 }
+#: The vision track's (`chaosjax vision --proxies`): the ranked proxies of the symbolic track and ROAD (an image
+#: has neighbours to impute from), scored on the predicted class's logit, the function the methods explain; and the
+#: model-parameter randomisation row, scored by the track's own truth (mass in box, chance 1/49). Label
+#: randomisation would retrain every (model, condition); it is the symbolic track's alone.
+VISION_PROXIES: dict[str, tuple[str, bool | None]] = {
+    "deletion_auc": ("proxy_deletion_auc", False),
+    "insertion_auc": ("proxy_insertion_auc", True),
+    "road_auc": ("proxy_road_auc", False),
+    "infidelity": ("proxy_infidelity", False),
+    "max_sensitivity": ("proxy_max_sensitivity", False),
+    "faithfulness_correlation": ("proxy_faithfulness_correlation", True),
+    "sparseness": ("proxy_sparseness", True),
+    "complexity": ("proxy_complexity", False),
+    "randomisation": ("randomised_mass_in_box", None),
+}
+#: Each track's proxies: the names its `--proxies` takes.
+TRACK_PROXIES: dict[str, dict[str, tuple[str, bool | None]]] = {"symbolic": PROXIES, "vision": VISION_PROXIES}
 #: The sanity row that needs a second trained model per cell (the symbolic track trains it when asked).
 LABEL_RANDOMISATION = "label_randomisation"
 #: Test rows each cell's proxies are computed on: its first `PROXY_ROWS` (the split is already random).
@@ -63,15 +86,26 @@ PROXY_ROWS = 128
 INFIDELITY_SAMPLES, INFIDELITY_STDEV = 32, 0.1
 SENSITIVITY_SAMPLES, SENSITIVITY_RADIUS = 8, 0.2
 FAITHFULNESS_RUNS = 64
+#: Validation canvases each vision (model, condition, seed)'s proxies are computed on: the first `PROXY_CANVASES`.
+PROXY_CANVASES = 32
+#: Image settings (docs/proxies.md): deletion and insertion move the 7 x 7 grid's cells (the occlusion cells, so a
+#: curve has 50 points), ROAD removes 5, 15, ..., 95% of the pixels, infidelity's std and max-sensitivity's radius
+#: suit pixels in [0, 1], max-sensitivity re-attributes 4 times (a Shapley method costs ~200 passes a canvas), and
+#: faithfulness correlation's subsets hold a cell's worth of features (8 x 8 x 3 of 56 x 56 x 3).
+IMAGE_ROAD_PERCENTAGES = tuple(range(5, 100, 10))
+IMAGE_INFIDELITY_SAMPLES, IMAGE_INFIDELITY_STDEV = 32, 0.1
+IMAGE_SENSITIVITY_SAMPLES, IMAGE_SENSITIVITY_RADIUS = 4, 0.1
+IMAGE_FAITHFULNESS_RUNS = 32
 #: Methods computed from gradients of the model: the randomisation checks' subjects.
 GRADIENT_METHODS = ("saliency", "smoothgrad", "input_x_gradient", "integrated_gradients", "gradient_shap",
                     "deeplift", "guided_backprop", "deeplift_shap")
 
 
-def resolve_proxies(names: Any, argname: str = "proxies") -> tuple[str, ...]:
-    """The proxy names of `names`: None or "none" -> (); "all" -> every name of `PROXIES`; a comma-separated
-    string or a sequence -> those names, checked. Raises ValueError naming `argname` for an unknown or repeated
-    name."""
+def resolve_proxies(names: Any, argname: str = "proxies", *, track: str = "symbolic") -> tuple[str, ...]:
+    """The proxy names of `names` for `track` (`TRACK_PROXIES`): None or "none" -> (); "all" -> every name the
+    track has; a comma-separated string or a sequence -> those names, checked. Raises ValueError naming `argname`
+    for an unknown or repeated name."""
+    known = TRACK_PROXIES[track]
     if names is None:
         return ()
     if isinstance(names, str):
@@ -79,22 +113,23 @@ def resolve_proxies(names: Any, argname: str = "proxies") -> tuple[str, ...]:
         if text in ("", "none"):
             return ()
         if text == "all":
-            return tuple(PROXIES)
+            return tuple(known)
         names = [s.strip() for s in text.split(",") if s.strip()]
     if not isinstance(names, (tuple, list)):
         raise TypeError(f"{argname}: expected proxy names (a sequence, 'all' or 'none'), got {names!r}")
-    unknown = [n for n in names if n not in PROXIES]
+    unknown = [n for n in names if n not in known]
     if unknown:
         raise ValueError(f"{argname}: unknown proxy {', '.join(map(repr, unknown))}; expected 'all', 'none' or "
-                         f"names from {', '.join(PROXIES)}")
+                         f"names from {', '.join(known)}")
     if len(set(names)) != len(names):
         raise ValueError(f"{argname}: a proxy is named twice in {', '.join(names)}")
     return tuple(names)
 
 
-def proxy_columns(names: Sequence[str]) -> tuple[str, ...]:
-    """The results columns `names` add (in `PROXIES` order), and `proxy_seconds` when there are any."""
-    cols = tuple(col for name, (col, _) in PROXIES.items() if name in names)
+def proxy_columns(names: Sequence[str], *, track: str = "symbolic") -> tuple[str, ...]:
+    """The results columns `names` add to `track`'s (in `TRACK_PROXIES[track]` order), and `proxy_seconds` when
+    there are any."""
+    cols = tuple(col for name, (col, _) in TRACK_PROXIES[track].items() if name in names)
     return cols + ("proxy_seconds",) if cols else ()
 
 
@@ -172,7 +207,7 @@ def score_grid(apply_fn: Callable, params: Any, random_params: Any, x: jax.Array
                 raise ValueError(f"unknown proxy {name!r}")
             # A row where the metric is undefined (max-sensitivity or complexity of an all-zero attribution, which
             # LIME returns for some rows; a faithfulness correlation without variance) is left out of the mean.
-            out[PROXIES[name][0]] = jnp.nanmean(jnp.where(jnp.isfinite(v), v, jnp.nan))
+            out[PROXIES[name][0]] = finite_mean(v)
         return out
 
     args = (params, random_params, shuffled_params, x, attributions, m, mask, refs, keys)
@@ -181,35 +216,108 @@ def score_grid(apply_fn: Callable, params: Any, random_params: Any, x: jax.Array
     return jax.vmap(one)(*args)
 
 
+def image_proxies(f: Callable, x: jax.Array, attributions: jax.Array, reattribute: Callable, key: jax.Array, *,
+                  names: Sequence[str], groups: np.ndarray) -> dict[str, jax.Array]:
+    """The ranked proxies `names` of `VISION_PROXIES` for one image classifier, `{column: (B,)}` per canvas; call it
+    inside the track's jitted program (the sanity row, which needs the track's truth, is the track's own).
+
+    Args:
+      f: canvases `(B, H, W, C)` -> the predicted class's logit `(B,)` (classes fixed at `x`'s predictions).
+      x: the canvases; attributions: the method's maps of them, shaped like `x`.
+      reattribute: `(z, key) -> maps` of canvases `z` w.r.t. the same classes, the method as the track runs it
+        (max-sensitivity's re-attribution).
+      key: PRNG key of the proxies' draws.
+      names: proxies of `VISION_PROXIES`; groups: the grid's cell labels shaped like one canvas (numpy).
+
+    Deletion, insertion and ROAD rank by `|a|` (which pixels matter, as the truth asks) and remove to black (0);
+    max-sensitivity compares re-attributions under one key with the one at `x` under that key, so a sampling
+    method's own noise is not counted as sensitivity.
+    """
+    out = {}
+    k = lambda i: jax.random.fold_in(key, i)
+    magnitude = jnp.abs(attributions)
+    num_groups = int(np.unique(groups).size)
+    for name in names:
+        if name in ("deletion_auc", "insertion_auc"):
+            curve = proxies.deletion_auc if name == "deletion_auc" else proxies.insertion_auc
+            v = curve(f, x, magnitude, groups=groups, baseline=0.0, batch_size=10)
+        elif name == "road_auc":
+            v = jnp.mean(proxies.road_curve(f, x, magnitude, key=k(6), percentages=IMAGE_ROAD_PERCENTAGES), axis=1)
+        elif name == "infidelity":
+            v = proxies.infidelity(f, x, attributions, key=k(0), samples=IMAGE_INFIDELITY_SAMPLES,
+                                   stdev=IMAGE_INFIDELITY_STDEV, normalize=True, batch_size=8)
+        elif name == "max_sensitivity":
+            fixed = lambda g, z: reattribute(z, k(4))  # noqa: E731 - the classes are fixed by the track, not `g`
+            v = proxies.max_sensitivity(f, x, fixed(f, x), fixed, key=k(1), samples=IMAGE_SENSITIVITY_SAMPLES,
+                                        radius=IMAGE_SENSITIVITY_RADIUS, batch_size=1)
+        elif name == "faithfulness_correlation":
+            v = proxies.faithfulness_correlation(f, x, attributions, key=k(2), runs=IMAGE_FAITHFULNESS_RUNS,
+                                                 subset_size=max(1, x[0].size // num_groups), batch_size=16)
+        elif name == "sparseness":
+            v = proxies.sparseness(attributions)
+        elif name == "complexity":
+            v = proxies.complexity(attributions)
+        else:
+            raise ValueError(f"image_proxies: {name!r} is not a ranked image proxy")
+        out[VISION_PROXIES[name][0]] = v
+    return out
+
+
+def finite_mean(v: jax.Array) -> jax.Array:
+    """The mean of `v`'s finite entries (NaN if none): a row where a metric is undefined is left out."""
+    return jnp.nanmean(jnp.where(jnp.isfinite(v), v, jnp.nan))
+
+
 # ------------------------------------------------------------------------------------------- the meta-benchmark
 
-#: Ground-truth scores the proxies are scored against.
+#: Ground-truth scores the proxies are scored against, per track (the first is the heat maps' across tracks).
 TRUTHS = ("functional_precision", "uniform_score")
-#: Columns that make a replicate (a cell of the grid); the rows of `kendall_agreement`.
+TRACK_TRUTHS: dict[str, tuple[str, ...]] = {"symbolic": TRUTHS, "vision": ("mass_in_box", "iou_corrected")}
+#: Columns that make a replicate (a cell of the grid; a seed of a vision (model, condition)); the rows of
+#: `kendall_agreement`.
 _REPLICATE = ("formula", "seed", "noise_features", "n", "depth", "width", "lr", "optimizer", "dropout",
               "label_noise", "epochs", "protocol")
+TRACK_REPLICATES: dict[str, tuple[str, ...]] = {
+    "symbolic": _REPLICATE,
+    "vision": ("condition", "model", "seed", "protocol", "preset", "source", "background", "train_size",
+               "val_size", "epochs", "learning_rate"),
+}
 
 
-def proxy_agreement(frame: Any, *, truths: Sequence[str] = TRUTHS, resamples: int = 1000, seed: int = 0,
+def _track_of(frame: Any) -> str:
+    """The one track of a results table (a table without a `track` column is symbolic's, as before tracks)."""
+    if "track" not in frame.columns:
+        return "symbolic"
+    present = list(dict.fromkeys(frame["track"].dropna()))
+    if len(present) != 1 or present[0] not in TRACK_PROXIES:
+        raise ValueError(f"proxy_agreement: expected the rows of one track of {', '.join(TRACK_PROXIES)}, got "
+                         f"{present or 'none'} (select one track's rows first)")
+    return present[0]
+
+
+def proxy_agreement(frame: Any, *, truths: Sequence[str] | None = None, resamples: int = 1000, seed: int = 0,
                     level: float = 0.95):
-    """Per proxy column of a symbolic results table and per ground truth: does the proxy rank the methods as the
-    truth does? A DataFrame with one row per (proxy, truth): `proxy` (the name of `PROXIES`), `truth`,
+    """Per proxy column of one track's results table and per ground truth: does the proxy rank the methods as the
+    truth does? A DataFrame with one row per (proxy, truth): `proxy` (the name of `TRACK_PROXIES[track]`), `truth`,
     `higher_is_better`, `tau` (Kendall's tau-b between the methods' mean proxy and mean truth score), `low`,
-    `high` (bootstrap percentile CI at `level` over replicates: formulas x seeds x settings), `pairs` (share of
-    method pairs ordered alike, ties half) and `methods`, `replicates`. A proxy where lower is better (deletion
-    AUC, infidelity, max-sensitivity, complexity) has its sign flipped first, so tau 1 always means "agrees".
-    Methods without a ground truth of their own (`random_baseline`) are kept: a proxy should rank them last too.
-    Raises ValueError if the table has no proxy columns or fewer than 2 methods."""
+    `high` (bootstrap percentile CI at `level` over replicates: formulas x seeds x settings on the symbolic track,
+    conditions x models x seeds on the vision track), `pairs` (share of method pairs ordered alike, ties half) and
+    `methods`, `replicates`. A proxy where lower is better (deletion AUC, infidelity, max-sensitivity,
+    complexity) has its sign flipped first, so tau 1 always means "agrees". `truths` defaults to the track's
+    (`TRACK_TRUTHS`). Methods without a ground truth of their own (`random_baseline`) are kept: a proxy should rank
+    them last too. Raises ValueError if the table has no proxy columns or fewer than 2 methods."""
     import pandas as pd
 
-    present = [(name, col, better) for name, (col, better) in PROXIES.items()
+    track = _track_of(frame)
+    truths = TRACK_TRUTHS[track] if truths is None else tuple(truths)
+    present = [(name, col, better) for name, (col, better) in TRACK_PROXIES[track].items()
                if better is not None and col in frame.columns]
     if not present:
-        raise ValueError("proxy_agreement: the table has no proxy columns (run `chaosjax symbolic --proxies all`)")
+        raise ValueError(f"proxy_agreement: the table has no proxy columns (run `chaosjax {track} --proxies all`)")
     missing = [t for t in truths if t not in frame.columns]
     if missing or "method" not in frame.columns:
         raise ValueError(f"proxy_agreement: the table lacks {missing or ['method']}")
-    keys = [c for c in _REPLICATE if c in frame.columns]
+    keys = [c for c in TRACK_REPLICATES[track] if c in frame.columns]
     rows = []
     for name, col, better in present:
         for truth in truths:

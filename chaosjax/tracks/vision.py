@@ -36,7 +36,7 @@ from chaosjax.models import vision as MV
 from chaosjax._fields import add_flags, check_fields, from_args, integer, number, one_of, option, seed_list
 from chaosjax._parse import parse_int_range, parse_names
 from chaosjax.runs import summary_rows, write_results
-from chaosjax.tracks import Track, help_line
+from chaosjax.tracks import Track, help_line, proxy_bench
 from chaosjax.tracks._cli import checked_job
 from chaosjax.tracks._seeded import compute_seeds, model_condition_label, split_models_conditions
 
@@ -45,7 +45,13 @@ COLUMNS = (
     "train_size", "val_size", "epochs", "accuracy", "top5", "iou", "iou_corrected", "mass_in_box", "pointing",
     "seconds", "train_seconds",
 )
+#: Columns `--proxies` adds after them (`proxy_bench.proxy_columns`: those of the proxies asked for).
+OPTIONAL_COLUMNS = proxy_bench.proxy_columns(tuple(proxy_bench.VISION_PROXIES), track="vision")
 PROTOCOLS = ("paper", "corrected")
+
+
+def _resolve_proxies(value, where: str) -> tuple[str, ...]:
+    return proxy_bench.resolve_proxies(value, where, track="vision")
 
 
 def _conditions(text: str, flag: str) -> tuple[str, ...]:
@@ -92,6 +98,11 @@ class VisionConfig:
     attribution_chunk: int = option(32, "validation samples attributed at once (memory bound)", check=integer(1))
     loop: str | None = option(None, "classify's training loop; default: scan on accelerators, python on CPU",
                               check=one_of("scan", "python", optional=True))
+    proxies: tuple[str, ...] = option(  # proxy metrics (chaosjax.tracks.proxy_bench.VISION_PROXIES); () none
+        (), "also score proxy metrics per model x condition x method x seed on the first 32 validation canvases, "
+            "one results column each: 'all' or comma-separated names of "
+            "chaosjax.tracks.proxy_bench.VISION_PROXIES (docs/proxies.md)", parse=_resolve_proxies,
+        text="none", metavar="NAMES")
 
     def method_names(self) -> tuple[str, ...]:
         """The methods to run. The default (`methods=None`) is every method of `chaosjax.attribution.METHODS`
@@ -127,6 +138,7 @@ class VisionConfig:
                 f"{attribution.MAX_EXACT_GROUPS} groups. Use shapley_sampling or kernel_shap"
             )
         check_fields(self)
+        _resolve_proxies(self.proxies, "proxies")
         _, path = V.parse_source(self.source, "source", V.FOREGROUND_SOURCES)
         _, background_path = V.parse_source(self.background, "background", V.BACKGROUND_SOURCES)
         for flag, p in (("source", path), ("background", background_path)):
@@ -195,15 +207,39 @@ def _method_options(config: VisionConfig, method: str) -> dict[str, Any]:
     return {}
 
 
+def _method_kwargs(method: str, options: tuple, spec: V.VisionSpec) -> dict[str, Any]:
+    kwargs = dict(options)
+    if method in attribution.TAKES_GROUPS:
+        kwargs["groups"] = V.grid_groups(spec)  # concrete numpy: the 49 cells fix the number of evaluations
+    return kwargs
+
+
+def _sample_attributor(apply, baselines, key, *, method, kwargs):
+    """`(x_i, i, pred=None) -> (map, pred)`: the map of one canvas w.r.t. `pred` (default: its predicted class),
+    the track's attribution of a sample (key `fold_in(key, i)` for the sampling methods)."""
+    fn = attribution.METHODS[method]
+
+    def one_sample(xi, i, pred=None):
+        xb = xi[None]
+        pred = jnp.argmax(apply(xb), axis=1) if pred is None else pred[None]
+        f = attribution.target(apply, pred)
+        extra = {}
+        if method in attribution.NEEDS_KEY:
+            extra["key"] = jax.random.fold_in(key, i)
+        if method in attribution.NEEDS_BASELINES:
+            extra["baselines"] = baselines
+        return fn(f, xb, **kwargs, **extra)[0], pred[0]
+
+    return one_sample
+
+
 @functools.partial(jax.jit, static_argnames=("model", "method", "options", "spec", "chunk"))
 def _attribute(model, variables, x, baselines, keys, *, model_name=None, method, options, spec, chunk):
     """Attribution maps ``(S, n, H, W, 3)`` of every seed's model w.r.t. its predicted class, ``chunk`` samples
     at a time (``lax.map``); also returns the predictions ``(S, n)``."""
     del model_name
     fn = attribution.METHODS[method]
-    kwargs = dict(options)
-    if method in attribution.TAKES_GROUPS:
-        kwargs["groups"] = V.grid_groups(spec)  # concrete numpy: the 49 cells fix the number of evaluations
+    kwargs = _method_kwargs(method, options, spec)
 
     def one_seed(v, key):
         apply = functools.partial(model.apply, v)
@@ -221,21 +257,49 @@ def _attribute(model, variables, x, baselines, keys, *, model_name=None, method,
             attr, pred = jax.lax.map(one_block, (x[rows].reshape((blocks, chunk) + x.shape[1:]), jnp.arange(blocks)))
             return attr.reshape((-1,) + x.shape[1:])[: x.shape[0]], pred.reshape(-1)[: x.shape[0]]
 
-        def one_sample(args):
-            xi, i = args
-            xb = xi[None]
-            pred = jnp.argmax(apply(xb), axis=1)
-            f = attribution.target(apply, pred)
-            extra = {}
-            if method in attribution.NEEDS_KEY:
-                extra["key"] = jax.random.fold_in(key, i)
-            if method in attribution.NEEDS_BASELINES:
-                extra["baselines"] = baselines
-            return fn(f, xb, **kwargs, **extra)[0], pred[0]
-
-        return jax.lax.map(one_sample, (x, jnp.arange(x.shape[0])), batch_size=chunk)
+        one_sample = _sample_attributor(apply, baselines, key, method=method, kwargs=kwargs)
+        return jax.lax.map(lambda args: one_sample(*args), (x, jnp.arange(x.shape[0])), batch_size=chunk)
 
     return jax.vmap(one_seed)(variables, keys)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "method", "options", "spec", "names"))
+def _proxy_scores(model, variables, random_variables, x, maps, boxes, baselines, keys, *, method, options, spec,
+                  names):
+    """The proxies `names` (`proxy_bench.VISION_PROXIES`) of one method for every seed's model: `{column:
+    (seeds,)}`, each the mean over the canvases `x` (those of its finite values).
+
+    The ranked proxies score the predicted class's logit, the function the maps explain (`proxy_bench.image_proxies`);
+    re-attribution runs the method as `_attribute` does, w.r.t. the classes predicted at `x`. The sanity row
+    `randomisation` attributes each seed's re-initialised model (`random_variables`) w.r.t. its own predicted
+    classes and scores the maps' mass in the true box, which must fall to chance (1/49).
+    """
+    fn = attribution.METHODS[method]
+    kwargs = _method_kwargs(method, options, spec)
+    ranked = tuple(n for n in names if n != "randomisation")
+
+    def maps_of(apply, z, key, pred=None):  # the track's maps of canvases z (w.r.t. pred, default their own)
+        if method == "feature_permutation":  # one block: the canvases permute among themselves, as in _attribute
+            pred = jnp.argmax(apply(z), axis=1) if pred is None else pred
+            return fn(attribution.target(apply, pred), z, key=jax.random.fold_in(key, 0), **kwargs)
+        one_sample = _sample_attributor(apply, baselines, key, method=method, kwargs=kwargs)
+        if pred is None:
+            return jax.lax.map(lambda args: one_sample(*args)[0], (z, jnp.arange(z.shape[0])))
+        return jax.lax.map(lambda args: one_sample(*args)[0], (z, jnp.arange(z.shape[0]), pred))
+
+    def one_seed(v, rv, a, key):
+        apply = functools.partial(model.apply, v)
+        pred = jnp.argmax(apply(x), axis=1)
+        out = proxy_bench.image_proxies(attribution.target(apply, pred), x, a,
+                                        lambda z, k: maps_of(apply, z, k, pred), key, names=ranked,
+                                        groups=V.grid_groups(spec))
+        out = {column: proxy_bench.finite_mean(value) for column, value in out.items()}
+        if "randomisation" in names:
+            moved = maps_of(functools.partial(model.apply, rv), x, jax.random.fold_in(key, 3))
+            out[proxy_bench.VISION_PROXIES["randomisation"][0]] = metrics.mass_in_box(moved, boxes)
+        return out
+
+    return jax.vmap(one_seed)(variables, random_variables, maps, keys)
 
 
 @functools.partial(jax.jit, static_argnames=("foreground", "sigma"))
@@ -346,6 +410,11 @@ def attribute_cell(config: VisionConfig, model_name: str, condition: str, traine
     sigma = metrics.DEFAULT_SIGMA * spec.canvas / 224
     variables, attr_keys = place((trained.variables, keys["attr"]))
     dead = diverged(trained.losses)  # a model whose loss went non-finite scores NaN, never a number
+    if config.proxies:  # proxy metrics (docs/proxies.md) on the first PROXY_CANVASES validation canvases
+        n_proxy = min(proxy_bench.PROXY_CANVASES, config.val_size)
+        random_variables, proxy_keys = place((
+            jax.vmap(model.init)(jax.vmap(lambda k: jax.random.fold_in(k, 7))(keys["init"])),
+            jax.vmap(lambda k: jax.random.fold_in(k, 5))(keys["attr"])))
     rows = []
     for method in config.method_names():
         if on_method is not None:
@@ -358,6 +427,14 @@ def attribute_cell(config: VisionConfig, model_name: str, condition: str, traine
         seconds = time.perf_counter() - start
         iou, iou_c, mass, point = (np.where(dead, np.nan, np.asarray(score)) for score in _scores(
             maps, vs.box, foreground=spec.foreground, sigma=sigma, protocol=config.protocol))
+        proxy_values: dict[str, Any] = {}
+        if config.proxies:
+            start = time.perf_counter()
+            values = _proxy_scores(model, variables, random_variables, vs.image[:n_proxy], maps[:, :n_proxy],
+                                   vs.box[:n_proxy], shap_refs, proxy_keys, method=method, options=options, spec=spec,
+                                   names=tuple(config.proxies))
+            proxy_values = {c: np.where(dead, np.nan, v) for c, v in jax.device_get(values).items()}
+            proxy_values["proxy_seconds"] = np.full(len(seeds), (time.perf_counter() - start) / len(seeds))
         if examples is not None:
             examples.setdefault(f"attr_{method}", []).append(np.asarray(maps[0, 0]))
         for i, seed in enumerate(seeds):
@@ -369,6 +446,7 @@ def attribute_cell(config: VisionConfig, model_name: str, condition: str, traine
                 "iou": float(iou[i]), "iou_corrected": float(iou_c[i]), "mass_in_box": float(mass[i]),
                 "pointing": float(point[i]), "seconds": seconds / len(seeds),
                 "train_seconds": trained.seconds / len(seeds),
+                **{column: float(v[i]) for column, v in proxy_values.items()},
             })
     if examples is not None:
         examples.setdefault("inputs", []).append(np.asarray(vs.image[0]))
@@ -455,7 +533,7 @@ def run(config: VisionConfig, *, out: str | os.PathLike | None = None, overwrite
             rows.extend(attribute_cell(config, model_name, condition, trained, data=data, on_method=phase.item,
                                        examples=gallery))
         walls[f"{model_name}/{condition}"] = time.perf_counter() - t0
-    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame = pd.DataFrame(rows, columns=list(COLUMNS) + list(proxy_bench.proxy_columns(config.proxies, track="vision")))
     refuse_or_warn_diverged([diverged(lo) for lo in losses], [f"{m} {c}" for m, c in cells], "learning_rate",
                             config.learning_rate)
     if path is not None:
@@ -500,7 +578,7 @@ def add_cli(subparsers) -> None:
 
 #: The fields `chaosjax vision` has a flag for, in --help order.
 _FLAGS = ("conditions", "models", "methods", "preset", "source", "background", "train_size", "val_size", "epochs",
-          "batch_size", "seeds", "learning_rate", "width", "ig_steps", "protocol")
+          "batch_size", "seeds", "learning_rate", "width", "ig_steps", "protocol", "proxies")
 
 
 def config_from_args(args) -> VisionConfig:
@@ -532,7 +610,9 @@ TRACK = Track(
     draw="chaosjax.report.vision:draw",
     required=("condition", "model", "method", "iou", "mass_in_box"),
     add_cli=add_cli,
-    list_fields=("conditions", "models", "methods", "seeds"),
+    list_fields=("conditions", "models", "methods", "seeds", "proxies"),
+    parsers={"proxies": _resolve_proxies},
+    setting_columns=lambda setting: proxy_bench.proxy_columns(setting.proxies, track="vision"),
     split=split_models_conditions("vision"),
     chunk_label=model_condition_label,
 )
