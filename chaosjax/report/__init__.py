@@ -159,7 +159,7 @@ def report(
             if sum(_proxies.has_proxies(frame[frame["track"] == t].dropna(axis=1, how="all")) for t in present) > 1:
                 text, paths = _proxies.draw_across(  # several tracks with proxies (a sweep): proxy x track
                     {t: frame[frame["track"] == t].dropna(axis=1, how="all").reset_index(drop=True) for t in present
-                     if t in ("symbolic", "vision")}, figdir, formats=formats)
+                     if t in ("symbolic", "vision", "audio")}, figdir, formats=formats)
                 if text:
                     sections.append(text)
                     figures.extend(paths)

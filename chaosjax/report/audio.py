@@ -11,6 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from chaosjax.report import proxies
 from chaosjax.report._common import (
     MAX_EXAMPLES,
     OKABE_ITO,
@@ -93,6 +94,10 @@ def draw(frame: pd.DataFrame, meta: dict[str, Any], figdir: Path, *, formats: Se
     paths = _save(fig, figdir, "audio_scores", formats)
     figures += paths
     md += [_image(paths, "channel mass per condition x model x method"), "", _score_table(frame, metrics), ""]
+    if proxies.has_proxies(frame):  # `chaosjax audio --proxies`
+        text, paths = proxies.draw(frame, figdir, formats=formats, track="audio")
+        md += [text, ""]
+        figures += paths
     if examples is None:
         md += ["No `examples.npz` in the results directory: example clips skipped.", ""]
     else:

@@ -1,10 +1,10 @@
-"""The proxy sections of the symbolic and vision reports: do proxy metrics rank the methods as the ground truth does?
+"""The proxy sections of the symbolic, vision and audio reports: do proxy metrics rank the methods as the ground truth does?
 
-Drawn when a track's results table has proxy columns (`chaosjax symbolic --proxies`, `chaosjax vision --proxies`):
+Drawn when a track's results table has proxy columns (`chaosjax symbolic|vision|audio --proxies`):
 the agreement table and a heat map (proxy x ground truth, Kendall's tau with its bootstrap CI) from
 `chaosjax.tracks.proxy_bench.proxy_agreement`, and the sanity table when the table has a sanity row
 (`randomised_functional_precision` or `label_randomised_functional_precision` on the symbolic track,
-`randomised_mass_in_box` on the vision track). When a results directory holds several tracks with proxies (a
+`randomised_mass_in_box` on the vision track, `randomised_channel_mass` on the audio track). When a results directory holds several tracks with proxies (a
 sweep), `draw_across` adds the proxy x track heat map.
 """
 
@@ -33,10 +33,14 @@ SANITY_CHECKS = {
     "randomised_mass_in_box": (
         "randomised model", "model-parameter randomisation",
         "every layer of each classifier re-initialised (a fresh draw of its initialiser; column \"randomised model\")"),
+    "randomised_channel_mass": (
+        "randomised model", "model-parameter randomisation",
+        "every layer of each classifier re-initialised (a fresh draw of its initialiser; column \"randomised model\")"),
 }
 #: Each track's sanity truth: the score its sanity rows re-measure, and what a replicate is called.
 _TRACK_WORDS = {"symbolic": ("functional precision", "formulas x seeds", "test rows"),
-                "vision": ("mass in box", "conditions x models x seeds", "validation canvases")}
+                "vision": ("mass in box", "conditions x models x seeds", "validation canvases"),
+                "audio": ("channel mass", "conditions x models x seeds", "attributed clips")}
 
 
 def has_proxies(frame: pd.DataFrame) -> bool:
@@ -115,7 +119,7 @@ def draw(frame: pd.DataFrame, figdir: Path, *, formats: Sequence[str], track: st
                (f"{n_methods} methods, {n_reps} {replicate_words}; proxies on each cell's first {sample_words} "
                 "(docs/proxies.md, \"The meta-benchmark\")."), ""]
     if any(col in frame.columns and frame[col].notna().any() for col in SANITY_CHECKS):
-        md += _sanity(frame) if track == "symbolic" else _sanity_vision(frame)
+        md += _sanity(frame) if track == "symbolic" else _sanity_classifier(frame, track)
     return "\n".join(md), figures
 
 
@@ -160,66 +164,37 @@ def draw_across(frames: dict[str, pd.DataFrame], figdir: Path, *, formats: Seque
     return "\n".join(md), paths
 
 
-def _sanity_vision(frame: pd.DataFrame) -> list[str]:
-    """The vision track's model-parameter randomisation row: each method's mass in box on the re-initialised
-    classifiers against chance (the box's share of the canvas) and against the trained classifiers'."""
-    from chaosjax.data import vision as V
-    from chaosjax.tracks.proxy_bench import GRADIENT_METHODS
+def _sanity_classifier(frame: pd.DataFrame, track: str) -> list[str]:
+    """The vision or audio track's model-parameter randomisation row: each method's truth (mass in box, channel
+    mass) on the re-initialised classifiers against chance (the box's share of the canvas; 1 / channels) and
+    against the trained classifiers'."""
+    from chaosjax.tracks.proxy_bench import GRADIENT_METHODS, TRACK_PROXIES, TRACK_TRUTHS
 
-    col = "randomised_mass_in_box"
-    chance = float(np.mean([V.preset(p).foreground ** 2 / V.preset(p).canvas ** 2 for p in frame["preset"]]))
+    col, truth = TRACK_PROXIES[track]["randomisation"][0], TRACK_TRUTHS[track][0]
+    if track == "vision":
+        from chaosjax.data import vision as V
+
+        chance = float(np.mean([V.preset(p).foreground ** 2 / V.preset(p).canvas ** 2 for p in frame["preset"]]))
+        lost = "the object, so its mass in the box falls to chance (the box's share of the canvas)"
+    else:
+        chance = float(np.mean(1.0 / frame["channels"]))
+        lost = "the word's channel, so its channel mass falls to chance (1 / channels)"
     rows = []
     for method, group in frame.groupby("method", sort=False):
         values = group[col].to_numpy(np.float64)
         if not np.isfinite(values).any():
             continue
-        trained, score = float(group["mass_in_box"].mean()), float(np.nanmean(values))
+        trained, score = float(group[truth].mean()), float(np.nanmean(values))
         rows.append([f"`{method}`", _fmt(trained, digits=3), f"{chance:.3f}", _fmt(score, digits=3),
                      f"{score - chance:+.3f}", _verdict(score, chance, trained) if method in GRADIENT_METHODS else "–"])
+    truth_words = _TRACK_WORDS[track][0]
     return [
         "#### Sanity check: model-parameter randomisation", "",
         (f"{SANITY_CHECKS[col][2][0].upper()}{SANITY_CHECKS[col][2][1:]}: a method that explains the model must "
-         "lose the object, so its mass in the box falls to chance (the box's share of the canvas); the gradient "
-         f"methods must land within {SANITY_TOLERANCE} of it (Adebayo et al. 2018). \"FAILS: unchanged\" marks a "
-         "method that scores as on the trained model. Methods that do not use gradients are listed without a "
-         "verdict."), "",
-        _table(["method", "mass in box (trained)", "chance", "randomised model", "gap", "check"], rows), "",
-    ]
-
-
-def _sanity(frame: pd.DataFrame) -> list[str]:
-    """The sanity rows present in the table: model-parameter randomisation (every layer re-initialised) and label
-    randomisation (retrained on permuted labels). Under either, the gradient methods' functional precision must fall
-    to chance (within `SANITY_TOLERANCE`); a method that stays as high as on the trained model fails "unchanged"."""
-    from chaosjax.tracks.proxy_bench import GRADIENT_METHODS
-
-    checks = [col for col in SANITY_CHECKS if col in frame.columns and frame[col].notna().any()]
-    rows = []
-    for method, group in frame.groupby("method", sort=False):
-        values = {col: group[col].to_numpy(np.float64) for col in checks}
-        if not any(np.isfinite(v).any() for v in values.values()):
-            continue
-        trained = float(group["functional_precision"].mean())
-        chance = float(np.mean(group["m"] / (group["m"] + group["noise_features"])))
-        cells = [f"`{method}`", _fmt(trained, digits=3), f"{chance:.3f}"]
-        for col in checks:
-            score = float(np.nanmean(values[col])) if np.isfinite(values[col]).any() else float("nan")
-            gap = score - chance
-            cells += [_fmt(score, digits=3), f"{gap:+.3f}" if np.isfinite(gap) else "–",
-                      _verdict(score, chance, trained) if method in GRADIENT_METHODS else "–"]
-        rows.append(cells)
-    head = ["method", "functional precision (trained)", "chance"]
-    for col in checks:
-        head += [SANITY_CHECKS[col][0], "gap", "check"]
-    title = " and ".join(SANITY_CHECKS[col][1] for col in checks)
-    setups = "; or ".join(SANITY_CHECKS[col][2] for col in checks)
-    return [
-        f"#### Sanity check{'s' if len(checks) > 1 else ''}: {title}", "",
-        (f"{setups[0].upper()}{setups[1:]}: a method that explains the model must lose "
-         "the predictive columns, so its functional precision falls to chance; the gradient methods must land within "
-         f"{SANITY_TOLERANCE} of it (Adebayo et al. 2018). \"FAILS: unchanged\" marks a method that scores as on the "
-         "trained model. Methods that do not use gradients are listed without a verdict."), "",
-        _table(head, rows), "",
+         f"lose {lost}; the gradient methods must land within {SANITY_TOLERANCE} of it (Adebayo et al. 2018). "
+         "\"FAILS: unchanged\" marks a method that scores as on the trained model. Methods that do not use "
+         "gradients are listed without a verdict."), "",
+        _table(["method", f"{truth_words} (trained)", "chance", "randomised model", "gap", "check"], rows), "",
     ]
 
 

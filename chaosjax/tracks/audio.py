@@ -58,7 +58,7 @@ from chaosjax.models import audio as models
 from chaosjax._fields import add_flags, check_fields, from_args, integer, number, one_of, option, seed_list
 from chaosjax._parse import parse_int_range, parse_names
 from chaosjax.runs import summary_rows, write_results
-from chaosjax.tracks import Track, help_line
+from chaosjax.tracks import Track, help_line, proxy_bench
 from chaosjax.tracks._cli import checked_job
 from chaosjax.tracks._seeded import compute_seeds, model_condition_label, split_models_conditions
 
@@ -72,6 +72,12 @@ COLUMNS = (
     "top5", "chance", "preset", "source", "sample_rate", "channels", "steps", "batch_size", "lr", "n_val", "n_attr",
     "ig_steps", "background_gain", "final_loss", "train_seconds",
 )
+#: Columns `--proxies` adds after them (`proxy_bench.proxy_columns`: those of the proxies asked for).
+OPTIONAL_COLUMNS = proxy_bench.proxy_columns(tuple(proxy_bench.AUDIO_PROXIES), track="audio")
+
+
+def _resolve_proxies(value, where: str) -> tuple[str, ...]:
+    return proxy_bench.resolve_proxies(value, where, track="audio")
 
 
 def _names(known: tuple[str, ...]):
@@ -148,6 +154,11 @@ class AudioConfig:
                            "paper (the study's: training-mode BatchNorm on batches of --batch-size clips, a "
                            "batch-attending Transformer, its DeepLIFT score); docs/protocol.md",
                            check=one_of(*PROTOCOLS), choices=PROTOCOLS)
+    proxies: tuple[str, ...] = option(  # proxy metrics (chaosjax.tracks.proxy_bench.AUDIO_PROXIES); () none
+        (), "also score proxy metrics per model x condition x method x seed on the first 32 attributed clips "
+            "(protocol corrected), one results column each: 'all' or comma-separated names of "
+            "chaosjax.tracks.proxy_bench.AUDIO_PROXIES (docs/proxies.md)", parse=_resolve_proxies,
+        text="none", metavar="NAMES")
 
     def method_names(self) -> tuple[str, ...]:
         return tuple(attribution.METHODS) if self.methods is None else tuple(self.methods)
@@ -162,6 +173,9 @@ class AudioConfig:
         """Raises ValueError/TypeError naming the bad field, before any expensive work."""
         check_fields(self)
         _names(tuple(attribution.METHODS))(self.method_names(), "methods")
+        if _resolve_proxies(self.proxies, "proxies") and self.protocol == "paper":
+            raise ValueError("proxies: the paper protocol attributes batches in training mode, so no single "
+                             "function of a clip is explained; score proxies under protocol 'corrected'")
         if self.n_attr > self.n_val:
             raise ValueError(f"n_attr: {self.n_attr} attributed clips exceed the {self.n_val} validation clips")
         if self.warmup_steps is not None and (isinstance(self.warmup_steps, bool)
@@ -250,6 +264,42 @@ def _attribute(model, variables, x, keys, refs, *, method: str, options: tuple):
         return fn(attribution.target(apply, pred), x, **kwargs, **extra)
 
     return jax.vmap(one)(variables, keys)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "method", "options", "names"))
+def _proxy_scores(model, variables, random_variables, x, attributions, channel, refs, keys, *, method: str,
+                  options: tuple, names: tuple[str, ...]):
+    """The proxies `names` (`proxy_bench.AUDIO_PROXIES`) of one method for every seed's model: `{column: (seeds,)}`,
+    each the mean over the clips `x` (those of its finite values). As `_attribute` (inference mode): the ranked
+    proxies score the predicted class's logit, re-attribution keeps the classes predicted at `x`; the sanity row
+    `randomisation` attributes each seed's re-initialised model (`random_variables`) w.r.t. its own predictions and
+    scores their channel mass (chance 1 / channels). Deletion and insertion move whole channels."""
+    fn = attribution.METHODS[method]
+    kwargs = dict(options)
+    groups = np.repeat(np.arange(x.shape[1], dtype=np.int32)[:, None], x.shape[2], axis=1)
+    if method in attribution.TAKES_GROUPS:
+        kwargs["groups"] = groups
+
+    def maps_of(apply, z, key, pred=None):
+        pred = jnp.argmax(apply(z), axis=1) if pred is None else pred
+        extra = {"key": key} if method in attribution.NEEDS_KEY else {}
+        if method in attribution.NEEDS_BASELINES:
+            extra["baselines"] = refs
+        return fn(attribution.target(apply, pred), z, **kwargs, **extra)
+
+    def one_seed(v, rv, a, key):
+        apply = lambda z: model.apply(v, z)  # noqa: E731
+        pred = jnp.argmax(apply(x), axis=1)
+        out = proxy_bench.classifier_proxies(
+            attribution.target(apply, pred), x, a, lambda z, k: maps_of(apply, z, k, pred), key,
+            names=tuple(n for n in names if n != "randomisation"), groups=groups)
+        out = {column: proxy_bench.finite_mean(value) for column, value in out.items()}
+        if "randomisation" in names:
+            moved = maps_of(lambda z: model.apply(rv, z), x, jax.random.fold_in(key, 3))
+            out[proxy_bench.AUDIO_PROXIES["randomisation"][0]] = metrics.channel_mass(moved, channel)
+        return out
+
+    return jax.vmap(one_seed)(variables, random_variables, attributions, keys)
 
 
 def pooled_integrated_gradients(apply, x, pred, *, steps: int):
@@ -446,6 +496,12 @@ def attribute_cell(config: AudioConfig, model_name: str, condition: str, trained
     keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 3_000 + ci) for s in seeds])
     variables, keys = place((trained.variables, keys))
     dead = diverged(trained.losses)  # a model whose loss went non-finite scores NaN, never a number
+    if config.proxies:  # proxy metrics (docs/proxies.md) on the first PROXY_CANVASES attributed clips
+        n_proxy = min(proxy_bench.PROXY_CANVASES, cell.clips.shape[0])
+        mi = list(models.MODELS).index(model_name)
+        random_variables, proxy_keys = place((
+            jax.vmap(model.init)(jnp.stack([jax.random.fold_in(jax.random.key(s), 4_000 + mi) for s in seeds])),
+            jax.vmap(lambda k: jax.random.fold_in(k, 5))(keys)))
     rows: list[dict[str, Any]] = []
     ig_attr = None  # paper: the deeplift row's numerator (integrated gradients' attributions of the same clips)
     for method in config.method_names():
@@ -469,6 +525,14 @@ def attribute_cell(config: AudioConfig, model_name: str, condition: str, trained
             mass = np.asarray(jax.vmap(lambda a: metrics.channel_mass(a, cell.channel))(attr))
         hit = np.asarray(jax.vmap(lambda a: metrics.channel_hit(a, cell.channel))(attr))
         mass, hit = np.where(dead, np.nan, mass), np.where(dead, np.nan, hit)
+        proxy_values: dict[str, Any] = {}
+        if config.proxies:
+            start = time.perf_counter()
+            values = _proxy_scores(model, variables, random_variables, cell.clips[:n_proxy], attr[:, :n_proxy],
+                                   cell.channel[:n_proxy], cell.refs, proxy_keys, method=method,
+                                   options=_method_options(config, method), names=tuple(config.proxies))
+            proxy_values = {c: np.where(dead, np.nan, v) for c, v in jax.device_get(values).items()}
+            proxy_values["proxy_seconds"] = np.full(len(seeds), (time.perf_counter() - start) / len(seeds))
         for si, seed in enumerate(seeds):
             rows.append({
                 "track": "audio", "condition": condition, "model": model_name, "method": method, "seed": seed,
@@ -480,6 +544,7 @@ def attribute_cell(config: AudioConfig, model_name: str, condition: str, trained
                 "n_val": int(cell.val.clip.shape[0]), "n_attr": int(cell.clips.shape[0]), "ig_steps": config.ig_steps,
                 "background_gain": spec.background_gain, "final_loss": float(trained.losses[si, -1]),
                 "train_seconds": trained.seconds / len(seeds),
+                **{column: float(v[si]) for column, v in proxy_values.items()},
             })
         if examples is not None:
             examples.setdefault(f"attr_{method}", []).append(np.asarray(attr[0, 0]).T)
@@ -527,7 +592,7 @@ def run(config: AudioConfig, *, out: str | os.PathLike | None = None, overwrite:
         examples["inputs"].append(np.asarray(cell.clips[0]).T)
         examples["channels"].append(int(cell.channel[0]))
         examples["titles"].append(f"{condition} / {config.models[0]} / '{WORDS[int(cell.val.label[0])]}'")
-    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame = pd.DataFrame(rows, columns=list(COLUMNS) + list(proxy_bench.proxy_columns(config.proxies, track="audio")))
     refuse_or_warn_diverged(dead, labels, "lr", config.learning_rate)
     if path is not None:
         path.mkdir(parents=True, exist_ok=True)
@@ -600,7 +665,7 @@ def summary_table(frame) -> str:
 
 #: The fields `chaosjax audio` has a flag for, in --help order.
 _FLAGS = ("conditions", "models", "methods", "seeds", "preset", "source", "sample_rate", "steps", "batch_size",
-          "learning_rate", "n_val", "n_attr", "ig_steps", "random_onset", "background_gain", "protocol")
+          "learning_rate", "n_val", "n_attr", "ig_steps", "random_onset", "background_gain", "protocol", "proxies")
 
 
 def add_cli(sub) -> None:
@@ -643,7 +708,9 @@ TRACK = Track(
     draw="chaosjax.report.audio:draw",
     required=("condition", "model", "method", "channel_mass"),
     add_cli=add_cli,
-    list_fields=("conditions", "models", "methods", "seeds", "speakers"),
+    list_fields=("conditions", "models", "methods", "seeds", "speakers", "proxies"),
+    parsers={"proxies": _resolve_proxies},
+    setting_columns=lambda setting: proxy_bench.proxy_columns(setting.proxies, track="audio"),
     split=split_models_conditions("audio"),
     chunk_label=model_condition_label,
 )

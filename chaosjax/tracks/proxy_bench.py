@@ -2,8 +2,9 @@
 
 Two halves. `score_grid` computes the proxy metrics of `chaosjax.proxies` for one method over a symbolic grid (every
 cell's model, a fixed subsample of its test rows, one compiled program per method, cells one at a time or side by
-side as the attribution grid), which `chaosjax symbolic --proxies` writes as results columns; `image_proxies` does
-the same for one image classifier inside the vision track's program (`chaosjax vision --proxies`, `VISION_PROXIES`).
+side as the attribution grid), which `chaosjax symbolic --proxies` writes as results columns; `classifier_proxies`
+does the same for one classifier inside the vision and audio tracks' programs (`chaosjax vision --proxies`,
+`chaosjax audio --proxies`: `VISION_PROXIES`, `AUDIO_PROXIES`).
 `proxy_agreement` reads such a results table back and scores each proxy's ranking of the methods against the
 ground truth's (Kendall's tau-b with a bootstrap CI over formulas x seeds, or conditions x models x seeds,
 `chaosjax.proxies.kendall_agreement`).
@@ -38,8 +39,9 @@ __all__ = [
     "PROXY_CANVASES",
     "PROXY_ROWS",
     "TRACK_PROXIES",
+    "AUDIO_PROXIES",
     "VISION_PROXIES",
-    "image_proxies",
+    "classifier_proxies",
     "proxy_agreement",
     "proxy_columns",
     "resolve_proxies",
@@ -59,11 +61,9 @@ PROXIES: dict[str, tuple[str, bool | None]] = {
     "randomisation": ("randomised_functional_precision", None),
     "label_randomisation": ("label_randomised_functional_precision", None),
 }
-#: The vision track's (`chaosjax vision --proxies`): the ranked proxies of the symbolic track and ROAD (an image
-#: has neighbours to impute from), scored on the predicted class's logit, the function the methods explain; and the
-#: model-parameter randomisation row, scored by the track's own truth (mass in box, chance 1/49). Label
-#: randomisation would retrain every (model, condition); it is the symbolic track's alone.
-VISION_PROXIES: dict[str, tuple[str, bool | None]] = {
+#: The classifier tracks' ranked proxies (`classifier_proxies`): the symbolic track's and ROAD (an image has
+#: neighbours to impute from), scored on the predicted class's logit, the function the methods explain.
+_CLASSIFIER_RANKED: dict[str, tuple[str, bool | None]] = {
     "deletion_auc": ("proxy_deletion_auc", False),
     "insertion_auc": ("proxy_insertion_auc", True),
     "road_auc": ("proxy_road_auc", False),
@@ -72,10 +72,20 @@ VISION_PROXIES: dict[str, tuple[str, bool | None]] = {
     "faithfulness_correlation": ("proxy_faithfulness_correlation", True),
     "sparseness": ("proxy_sparseness", True),
     "complexity": ("proxy_complexity", False),
-    "randomisation": ("randomised_mass_in_box", None),
 }
+#: The vision track's (`chaosjax vision --proxies`): the ranked proxies and the model-parameter randomisation row,
+#: scored by the track's own truth (mass in box, chance 1/49). Label randomisation would retrain every (model,
+#: condition); it is the symbolic track's alone.
+VISION_PROXIES: dict[str, tuple[str, bool | None]] = {
+    **_CLASSIFIER_RANKED, "randomisation": ("randomised_mass_in_box", None)}
+#: The audio track's (`chaosjax audio --proxies`): as the vision track's but ROAD (its imputation is an image's),
+#: the sanity row scored by channel mass (chance 1 / channels).
+AUDIO_PROXIES: dict[str, tuple[str, bool | None]] = {
+    **{k: v for k, v in _CLASSIFIER_RANKED.items() if k != "road_auc"},
+    "randomisation": ("randomised_channel_mass", None)}
 #: Each track's proxies: the names its `--proxies` takes.
-TRACK_PROXIES: dict[str, dict[str, tuple[str, bool | None]]] = {"symbolic": PROXIES, "vision": VISION_PROXIES}
+TRACK_PROXIES: dict[str, dict[str, tuple[str, bool | None]]] = {
+    "symbolic": PROXIES, "vision": VISION_PROXIES, "audio": AUDIO_PROXIES}
 #: The sanity row that needs a second trained model per cell (the symbolic track trains it when asked).
 LABEL_RANDOMISATION = "label_randomisation"
 #: Test rows each cell's proxies are computed on: its first `PROXY_ROWS` (the split is already random).
@@ -86,16 +96,18 @@ PROXY_ROWS = 128
 INFIDELITY_SAMPLES, INFIDELITY_STDEV = 32, 0.1
 SENSITIVITY_SAMPLES, SENSITIVITY_RADIUS = 8, 0.2
 FAITHFULNESS_RUNS = 64
-#: Validation canvases each vision (model, condition, seed)'s proxies are computed on: the first `PROXY_CANVASES`.
+#: Validation canvases (clips) each vision (audio) (model, condition, seed)'s proxies are computed on: the first
+#: `PROXY_CANVASES`.
 PROXY_CANVASES = 32
-#: Image settings (docs/proxies.md): deletion and insertion move the 7 x 7 grid's cells (the occlusion cells, so a
-#: curve has 50 points), ROAD removes 5, 15, ..., 95% of the pixels, infidelity's std and max-sensitivity's radius
-#: suit pixels in [0, 1], max-sensitivity re-attributes 4 times (a Shapley method costs ~200 passes a canvas), and
-#: faithfulness correlation's subsets hold a cell's worth of features (8 x 8 x 3 of 56 x 56 x 3).
-IMAGE_ROAD_PERCENTAGES = tuple(range(5, 100, 10))
-IMAGE_INFIDELITY_SAMPLES, IMAGE_INFIDELITY_STDEV = 32, 0.1
-IMAGE_SENSITIVITY_SAMPLES, IMAGE_SENSITIVITY_RADIUS = 4, 0.1
-IMAGE_FAITHFULNESS_RUNS = 32
+#: Classifier settings (docs/proxies.md): deletion and insertion move groups (the vision grid's 7 x 7 cells, the
+#: occlusion cells, so a curve has 50 points; the audio channels), ROAD removes 5, 15, ..., 95% of the pixels,
+#: infidelity's std and max-sensitivity's radius suit inputs in [0, 1], max-sensitivity re-attributes 4 times (a
+#: Shapley method costs ~200 passes a canvas), and faithfulness correlation's subsets hold a group's worth of
+#: features (8 x 8 x 3 of 56 x 56 x 3; one channel's samples).
+CLASSIFIER_ROAD_PERCENTAGES = tuple(range(5, 100, 10))
+CLASSIFIER_INFIDELITY_SAMPLES, CLASSIFIER_INFIDELITY_STDEV = 32, 0.1
+CLASSIFIER_SENSITIVITY_SAMPLES, CLASSIFIER_SENSITIVITY_RADIUS = 4, 0.1
+CLASSIFIER_FAITHFULNESS_RUNS = 32
 #: Methods computed from gradients of the model: the randomisation checks' subjects.
 GRADIENT_METHODS = ("saliency", "smoothgrad", "input_x_gradient", "integrated_gradients", "gradient_shap",
                     "deeplift", "guided_backprop", "deeplift_shap")
@@ -216,20 +228,24 @@ def score_grid(apply_fn: Callable, params: Any, random_params: Any, x: jax.Array
     return jax.vmap(one)(*args)
 
 
-def image_proxies(f: Callable, x: jax.Array, attributions: jax.Array, reattribute: Callable, key: jax.Array, *,
+def classifier_proxies(f: Callable, x: jax.Array, attributions: jax.Array, reattribute: Callable, key: jax.Array, *,
                   names: Sequence[str], groups: np.ndarray) -> dict[str, jax.Array]:
-    """The ranked proxies `names` of `VISION_PROXIES` for one image classifier, `{column: (B,)}` per canvas; call it
-    inside the track's jitted program (the sanity row, which needs the track's truth, is the track's own).
+    """The ranked proxies `names` (of `VISION_PROXIES` or `AUDIO_PROXIES`) for one classifier, `{column: (B,)}` per
+    input; call it inside the track's jitted program (the sanity row, which needs the track's truth, is the
+    track's own).
 
     Args:
-      f: canvases `(B, H, W, C)` -> the predicted class's logit `(B,)` (classes fixed at `x`'s predictions).
-      x: the canvases; attributions: the method's maps of them, shaped like `x`.
+      f: inputs (canvases `(B, H, W, C)`, clips `(B, channels, samples)`) -> the predicted class's logit `(B,)`
+        (classes fixed at `x`'s predictions).
+      x: the inputs; attributions: the method's maps of them, shaped like `x`.
       reattribute: `(z, key) -> maps` of canvases `z` w.r.t. the same classes, the method as the track runs it
         (max-sensitivity's re-attribution).
       key: PRNG key of the proxies' draws.
-      names: proxies of `VISION_PROXIES`; groups: the grid's cell labels shaped like one canvas (numpy).
+      names: ranked proxies; groups: the features' groups (the grid's cells, the channels), int labels shaped like
+        one input (numpy).
 
-    Deletion, insertion and ROAD rank by `|a|` (which pixels matter, as the truth asks) and remove to black (0);
+    Deletion, insertion and ROAD rank by `|a|` (which features matter, as the truth asks) and remove to 0 (black,
+    silence);
     max-sensitivity compares re-attributions under one key with the one at `x` under that key, so a sampling
     method's own noise is not counted as sensitivity.
     """
@@ -242,24 +258,24 @@ def image_proxies(f: Callable, x: jax.Array, attributions: jax.Array, reattribut
             curve = proxies.deletion_auc if name == "deletion_auc" else proxies.insertion_auc
             v = curve(f, x, magnitude, groups=groups, baseline=0.0, batch_size=10)
         elif name == "road_auc":
-            v = jnp.mean(proxies.road_curve(f, x, magnitude, key=k(6), percentages=IMAGE_ROAD_PERCENTAGES), axis=1)
+            v = jnp.mean(proxies.road_curve(f, x, magnitude, key=k(6), percentages=CLASSIFIER_ROAD_PERCENTAGES), axis=1)
         elif name == "infidelity":
-            v = proxies.infidelity(f, x, attributions, key=k(0), samples=IMAGE_INFIDELITY_SAMPLES,
-                                   stdev=IMAGE_INFIDELITY_STDEV, normalize=True, batch_size=8)
+            v = proxies.infidelity(f, x, attributions, key=k(0), samples=CLASSIFIER_INFIDELITY_SAMPLES,
+                                   stdev=CLASSIFIER_INFIDELITY_STDEV, normalize=True, batch_size=8)
         elif name == "max_sensitivity":
             fixed = lambda g, z: reattribute(z, k(4))  # noqa: E731 - the classes are fixed by the track, not `g`
-            v = proxies.max_sensitivity(f, x, fixed(f, x), fixed, key=k(1), samples=IMAGE_SENSITIVITY_SAMPLES,
-                                        radius=IMAGE_SENSITIVITY_RADIUS, batch_size=1)
+            v = proxies.max_sensitivity(f, x, fixed(f, x), fixed, key=k(1), samples=CLASSIFIER_SENSITIVITY_SAMPLES,
+                                        radius=CLASSIFIER_SENSITIVITY_RADIUS, batch_size=1)
         elif name == "faithfulness_correlation":
-            v = proxies.faithfulness_correlation(f, x, attributions, key=k(2), runs=IMAGE_FAITHFULNESS_RUNS,
+            v = proxies.faithfulness_correlation(f, x, attributions, key=k(2), runs=CLASSIFIER_FAITHFULNESS_RUNS,
                                                  subset_size=max(1, x[0].size // num_groups), batch_size=16)
         elif name == "sparseness":
             v = proxies.sparseness(attributions)
         elif name == "complexity":
             v = proxies.complexity(attributions)
         else:
-            raise ValueError(f"image_proxies: {name!r} is not a ranked image proxy")
-        out[VISION_PROXIES[name][0]] = v
+            raise ValueError(f"classifier_proxies: {name!r} is not a ranked proxy of a classifier")
+        out[_CLASSIFIER_RANKED[name][0]] = v
     return out
 
 
@@ -272,7 +288,8 @@ def finite_mean(v: jax.Array) -> jax.Array:
 
 #: Ground-truth scores the proxies are scored against, per track (the first is the heat maps' across tracks).
 TRUTHS = ("functional_precision", "uniform_score")
-TRACK_TRUTHS: dict[str, tuple[str, ...]] = {"symbolic": TRUTHS, "vision": ("mass_in_box", "iou_corrected")}
+TRACK_TRUTHS: dict[str, tuple[str, ...]] = {"symbolic": TRUTHS, "vision": ("mass_in_box", "iou_corrected"),
+                                             "audio": ("channel_mass", "channel_hit")}
 #: Columns that make a replicate (a cell of the grid; a seed of a vision (model, condition)); the rows of
 #: `kendall_agreement`.
 _REPLICATE = ("formula", "seed", "noise_features", "n", "depth", "width", "lr", "optimizer", "dropout",
@@ -281,6 +298,8 @@ TRACK_REPLICATES: dict[str, tuple[str, ...]] = {
     "symbolic": _REPLICATE,
     "vision": ("condition", "model", "seed", "protocol", "preset", "source", "background", "train_size",
                "val_size", "epochs", "learning_rate"),
+    "audio": ("condition", "model", "seed", "protocol", "preset", "source", "sample_rate", "channels", "steps",
+              "batch_size", "lr", "n_val", "n_attr", "ig_steps", "background_gain"),
 }
 
 
@@ -301,7 +320,7 @@ def proxy_agreement(frame: Any, *, truths: Sequence[str] | None = None, resample
     truth does? A DataFrame with one row per (proxy, truth): `proxy` (the name of `TRACK_PROXIES[track]`), `truth`,
     `higher_is_better`, `tau` (Kendall's tau-b between the methods' mean proxy and mean truth score), `low`,
     `high` (bootstrap percentile CI at `level` over replicates: formulas x seeds x settings on the symbolic track,
-    conditions x models x seeds on the vision track), `pairs` (share of method pairs ordered alike, ties half) and
+    conditions x models x seeds on the vision and audio tracks), `pairs` (share of method pairs ordered alike, ties half) and
     `methods`, `replicates`. A proxy where lower is better (deletion AUC, infidelity, max-sensitivity,
     complexity) has its sign flipped first, so tau 1 always means "agrees". `truths` defaults to the track's
     (`TRACK_TRUTHS`). Methods without a ground truth of their own (`random_baseline`) are kept: a proxy should rank

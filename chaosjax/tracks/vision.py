@@ -269,7 +269,7 @@ def _proxy_scores(model, variables, random_variables, x, maps, boxes, baselines,
     """The proxies `names` (`proxy_bench.VISION_PROXIES`) of one method for every seed's model: `{column:
     (seeds,)}`, each the mean over the canvases `x` (those of its finite values).
 
-    The ranked proxies score the predicted class's logit, the function the maps explain (`proxy_bench.image_proxies`);
+    The ranked proxies score the predicted class's logit, the function the maps explain (`proxy_bench.classifier_proxies`);
     re-attribution runs the method as `_attribute` does, w.r.t. the classes predicted at `x`. The sanity row
     `randomisation` attributes each seed's re-initialised model (`random_variables`) w.r.t. its own predicted
     classes and scores the maps' mass in the true box, which must fall to chance (1/49).
@@ -290,7 +290,7 @@ def _proxy_scores(model, variables, random_variables, x, maps, boxes, baselines,
     def one_seed(v, rv, a, key):
         apply = functools.partial(model.apply, v)
         pred = jnp.argmax(apply(x), axis=1)
-        out = proxy_bench.image_proxies(attribution.target(apply, pred), x, a,
+        out = proxy_bench.classifier_proxies(attribution.target(apply, pred), x, a,
                                         lambda z, k: maps_of(apply, z, k, pred), key, names=ranked,
                                         groups=V.grid_groups(spec))
         out = {column: proxy_bench.finite_mean(value) for column, value in out.items()}

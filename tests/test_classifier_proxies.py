@@ -1,5 +1,6 @@
-"""The vision track's proxies (`chaosjax vision --proxies`): closed forms of the image proxies, the sanity row as the
-track attributes, no retracing, the columns and the report's sections, and the proxy x track heat map."""
+"""The classifier tracks' proxies (`chaosjax vision|audio --proxies`): closed forms of `classifier_proxies`, the
+sanity row as the track attributes, no retracing, the columns and the report's sections, and the proxy x track
+heat map."""
 
 from __future__ import annotations
 
@@ -11,8 +12,15 @@ import pytest
 
 from chaosjax import metrics
 from chaosjax.tracks import proxy_bench
+from chaosjax.tracks import audio as A
 from chaosjax.tracks import vision as T
-from chaosjax.tracks.proxy_bench import VISION_PROXIES, image_proxies, proxy_agreement, proxy_columns
+from chaosjax.tracks.proxy_bench import (
+    AUDIO_PROXIES,
+    VISION_PROXIES,
+    classifier_proxies,
+    proxy_agreement,
+    proxy_columns,
+)
 
 #: A linear "classifier" on 8 x 8 x 3 canvases with 2 x 2 cells of 4 x 4 pixels: f(x) = sum(w * x).
 GROUPS = np.repeat((np.arange(8)[:, None] // 4 * 2 + np.arange(8)[None, :] // 4)[:, :, None], 3, axis=2)
@@ -25,7 +33,7 @@ def _linear_case():
     return f, x, w
 
 
-def test_image_proxies_closed_forms():
+def test_classifier_proxies_closed_forms():
     """On a linear f: the gradient's infidelity is 0 (f(x) - f(x - I) = I . w); the exact attribution w * x has
     faithfulness correlation 1 (removing S costs sum_S w x) and the deletion curve f(x) - cumsum of its sorted cell
     sums; a re-attribution constant in x (the gradient) has max-sensitivity 0."""
@@ -33,12 +41,12 @@ def test_image_proxies_closed_forms():
     key = jax.random.key(2)
     exact = x * w
     grad = jnp.broadcast_to(w, x.shape)
-    out = image_proxies(f, x, grad, lambda z, k: jnp.broadcast_to(w, z.shape), key,
+    out = classifier_proxies(f, x, grad, lambda z, k: jnp.broadcast_to(w, z.shape), key,
                         names=("infidelity", "max_sensitivity"), groups=GROUPS)
     assert set(out) == {"proxy_infidelity", "proxy_max_sensitivity"}
     np.testing.assert_allclose(out["proxy_infidelity"], 0.0, atol=1e-8)
     np.testing.assert_allclose(out["proxy_max_sensitivity"], 0.0, atol=1e-7)
-    out = image_proxies(f, x, exact, None, key, names=("faithfulness_correlation", "deletion_auc", "insertion_auc"),
+    out = classifier_proxies(f, x, exact, None, key, names=("faithfulness_correlation", "deletion_auc", "insertion_auc"),
                         groups=GROUPS)
     np.testing.assert_allclose(out["proxy_faithfulness_correlation"], 1.0, atol=1e-5)
     cells = np.stack([np.asarray(exact)[:, GROUPS == g].sum(axis=1) for g in range(4)], axis=1)  # (B, 4)
@@ -50,8 +58,8 @@ def test_image_proxies_closed_forms():
     insertion = cells.sum(axis=1, keepdims=True) - deletion
     np.testing.assert_allclose(out["proxy_insertion_auc"],
                                np.sum((insertion[:, 1:] + insertion[:, :-1]) / 2 * 0.25, axis=1), rtol=1e-5)
-    with pytest.raises(ValueError, match="not a ranked image proxy"):
-        image_proxies(f, x, exact, None, key, names=("randomisation",), groups=GROUPS)
+    with pytest.raises(ValueError, match="not a ranked proxy"):
+        classifier_proxies(f, x, exact, None, key, names=("randomisation",), groups=GROUPS)
 
 
 def _cell():
@@ -108,9 +116,41 @@ def test_a_vision_run_with_proxies_writes_their_columns_and_the_report_its_secti
     assert "Sanity check: model-parameter randomisation" in text and "| method | mass in box (trained) |" in text
 
 
-def test_vision_proxies_refuse_the_symbolic_only_ones():
+def test_an_audio_run_with_proxies_writes_their_columns_and_the_sanity_row_is_the_tracks_attribution(tmp_path):
+    """Every audio proxy column, finite; the sanity row is the channel mass of the track's own attribution of the
+    re-initialised models; the report draws both sections."""
+    from chaosjax.report import report
+
+    config = A.AudioConfig(source="synthetic", models=("tcn",), conditions=("RBFP",), steps=3, batch_size=8,
+                           n_val=16, n_attr=6, seeds=(0, 1), methods=("saliency", "random_baseline"),
+                           proxies=tuple(AUDIO_PROXIES))
+    frame = A.run(config, out=tmp_path / "run", progress=False)
+    assert list(frame.columns) == list(A.COLUMNS) + list(proxy_columns(tuple(AUDIO_PROXIES), track="audio"))
+    for column, _ in AUDIO_PROXIES.values():
+        assert np.isfinite(frame[column]).all(), column
+    by = frame.set_index("method")
+    assert by.loc["random_baseline", "proxy_max_sensitivity"].max() < 1e-6
+    cell = A.cell_data(config, "RBFP")
+    model = A._model(config, "tcn")
+    random_variables = jax.vmap(model.init)(jnp.stack([jax.random.fold_in(jax.random.key(s), 4_000 + 2)
+                                                       for s in config.seeds]))
+    keys = jax.random.split(jax.random.key(0), 2)
+    moved = A._attribute(model, random_variables, cell.clips, keys, cell.refs, method="saliency", options=())
+    expected = jax.vmap(lambda a: metrics.channel_mass(a, cell.channel))(moved)
+    np.testing.assert_allclose(by.loc["saliency", "randomised_channel_mass"], expected, rtol=1e-5)
+    text = report(tmp_path / "run").markdown.read_text()
+    assert "Do proxy metrics agree with the truth?" in text and "| `deletion_auc` |" in text
+    assert "| method | channel mass (trained) |" in text
+    assert (tmp_path / "run" / "figures" / "audio_proxy_agreement.png").exists()
+
+
+def test_the_classifier_tracks_refuse_proxies_they_do_not_have():
     with pytest.raises(ValueError, match="proxies: unknown proxy 'label_randomisation'.*road_auc"):
         T.VisionConfig(proxies=("label_randomisation",)).validate()
+    with pytest.raises(ValueError, match="proxies: unknown proxy 'road_auc'"):
+        A.AudioConfig(source="synthetic", proxies=("road_auc",)).validate()
+    with pytest.raises(ValueError, match="proxies: the paper protocol"):
+        A.AudioConfig(source="synthetic", protocol="paper", proxies=("sparseness",)).validate()
     assert proxy_bench.resolve_proxies("all", track="vision") == tuple(VISION_PROXIES)
     with pytest.raises(ValueError, match="unknown proxy 'road_auc'"):
         proxy_bench.resolve_proxies("road_auc")  # the symbolic track's tables have no neighbours to impute from
