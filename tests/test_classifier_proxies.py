@@ -4,6 +4,8 @@ heat map."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -110,6 +112,10 @@ def test_a_vision_run_with_proxies_writes_their_columns_and_the_report_its_secti
     assert frame["proxy_sparseness"].between(0, 1).all() and (frame["proxy_seconds"] > 0).all()
     # An untrained classifier has nothing in the box to find: its maps' mass there is near chance (1/49).
     assert frame["randomised_mass_in_box"].between(0, 0.1).all()
+    # The track's own numbers are those of a run without proxies, bit for bit.
+    plain = T.run(dataclasses.replace(config, proxies=()), progress=False)
+    columns = [c for c in T.COLUMNS if "seconds" not in c]
+    pd.testing.assert_frame_equal(frame[columns], plain[columns], check_exact=True)
     text = report(tmp_path / "run").markdown.read_text()
     assert "Do proxy metrics agree with the truth?" in text and "| `road_auc` |" in text
     assert (tmp_path / "run" / "figures" / "vision_proxy_agreement.png").exists()
