@@ -39,8 +39,10 @@ SANITY_CHECKS = {
 }
 #: Each track's sanity truth: the score its sanity rows re-measure, and what a replicate is called.
 _TRACK_WORDS = {"symbolic": ("functional precision", "formulas x seeds", "test rows"),
-                "vision": ("mass in box", "conditions x models x seeds", "validation canvases"),
-                "audio": ("channel mass", "conditions x models x seeds", "attributed clips")}
+                "vision": ("mass in box", "(condition, model, seed) replicates", "validation canvases"),
+                "audio": ("channel mass", "(condition, model, seed) replicates", "attributed clips")}
+#: Fewer replicates than this and the report says that the bootstrap CI says little.
+FEW_REPLICATES = 5
 
 
 def has_proxies(frame: pd.DataFrame) -> bool:
@@ -68,10 +70,11 @@ def _ranked(frame: pd.DataFrame, track: str) -> list[str]:
 def draw(frame: pd.DataFrame, figdir: Path, *, formats: Sequence[str], track: str = "symbolic"
          ) -> tuple[str, list[Path]]:
     """The section's markdown and figures for one track's rows."""
-    from chaosjax.tracks.proxy_bench import TRACK_PROXIES, proxy_agreement
+    from chaosjax.tracks.proxy_bench import PROXY_CANVASES, PROXY_ROWS, TRACK_PROXIES, proxy_agreement
 
     known = TRACK_PROXIES[track]
     truth_words, replicate_words, sample_words = _TRACK_WORDS[track]
+    sample_words = f"{PROXY_ROWS if track == 'symbolic' else PROXY_CANVASES} {sample_words}"
     md = ["### Do proxy metrics agree with the truth?", ""]
     figures: list[Path] = []
     ranked = _ranked(frame, track)
@@ -115,9 +118,11 @@ def draw(frame: pd.DataFrame, figdir: Path, *, formats: Sequence[str], track: st
         head = ["proxy", "better"]
         for truth in truths:
             head += [f"τ with {_label(truth)} [95% CI]", "pairs"]
+        few = (f" Only {n_reps} replicates: the CI resamples too few to say much; run more seeds."
+               if n_reps < FEW_REPLICATES else "")
         md += [_table(head, rows), "",
                (f"{n_methods} methods, {n_reps} {replicate_words}; proxies on each cell's first {sample_words} "
-                "(docs/proxies.md, \"The meta-benchmark\")."), ""]
+                f"(docs/proxies.md, \"The meta-benchmark\").{few}"), ""]
     if any(col in frame.columns and frame[col].notna().any() for col in SANITY_CHECKS):
         md += _sanity(frame) if track == "symbolic" else _sanity_classifier(frame, track)
     return "\n".join(md), figures
@@ -195,6 +200,42 @@ def _sanity_classifier(frame: pd.DataFrame, track: str) -> list[str]:
          "\"FAILS: unchanged\" marks a method that scores as on the trained model. Methods that do not use "
          "gradients are listed without a verdict."), "",
         _table(["method", f"{truth_words} (trained)", "chance", "randomised model", "gap", "check"], rows), "",
+    ]
+
+
+def _sanity(frame: pd.DataFrame) -> list[str]:
+    """The sanity rows present in the table: model-parameter randomisation (every layer re-initialised) and label
+    randomisation (retrained on permuted labels). Under either, the gradient methods' functional precision must fall
+    to chance (within `SANITY_TOLERANCE`); a method that stays as high as on the trained model fails "unchanged"."""
+    from chaosjax.tracks.proxy_bench import GRADIENT_METHODS
+
+    checks = [col for col in SANITY_CHECKS if col in frame.columns and frame[col].notna().any()]
+    rows = []
+    for method, group in frame.groupby("method", sort=False):
+        values = {col: group[col].to_numpy(np.float64) for col in checks}
+        if not any(np.isfinite(v).any() for v in values.values()):
+            continue
+        trained = float(group["functional_precision"].mean())
+        chance = float(np.mean(group["m"] / (group["m"] + group["noise_features"])))
+        cells = [f"`{method}`", _fmt(trained, digits=3), f"{chance:.3f}"]
+        for col in checks:
+            score = float(np.nanmean(values[col])) if np.isfinite(values[col]).any() else float("nan")
+            gap = score - chance
+            cells += [_fmt(score, digits=3), f"{gap:+.3f}" if np.isfinite(gap) else "–",
+                      _verdict(score, chance, trained) if method in GRADIENT_METHODS else "–"]
+        rows.append(cells)
+    head = ["method", "functional precision (trained)", "chance"]
+    for col in checks:
+        head += [SANITY_CHECKS[col][0], "gap", "check"]
+    title = " and ".join(SANITY_CHECKS[col][1] for col in checks)
+    setups = "; or ".join(SANITY_CHECKS[col][2] for col in checks)
+    return [
+        f"#### Sanity check{'s' if len(checks) > 1 else ''}: {title}", "",
+        (f"{setups[0].upper()}{setups[1:]}: a method that explains the model must lose "
+         "the predictive columns, so its functional precision falls to chance; the gradient methods must land within "
+         f"{SANITY_TOLERANCE} of it (Adebayo et al. 2018). \"FAILS: unchanged\" marks a method that scores as on the "
+         "trained model. Methods that do not use gradients are listed without a verdict."), "",
+        _table(head, rows), "",
     ]
 
 
