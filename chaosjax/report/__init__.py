@@ -148,6 +148,7 @@ def report(
     sections, figures = [], []
     try:
         with matplotlib.rc_context(_FONT):
+            with_proxies = {}  # each track's rows that hold proxy scores: the proxy x track heat map's input
             for track in present:
                 sub = frame[frame["track"] == track].reset_index(drop=True)
                 sub = sub.dropna(axis=1, how="all")  # columns another track filled
@@ -156,10 +157,10 @@ def report(
                 text, paths = draw(sub, meta, figdir, formats=formats, **kwargs)
                 sections.append(text)
                 figures.extend(paths)
-            if sum(_proxies.has_proxies(frame[frame["track"] == t].dropna(axis=1, how="all")) for t in present) > 1:
-                text, paths = _proxies.draw_across(  # several tracks with proxies (a sweep): proxy x track
-                    {t: frame[frame["track"] == t].dropna(axis=1, how="all").reset_index(drop=True) for t in present
-                     if t in ("symbolic", "vision", "audio")}, figdir, formats=formats)
+                if _proxies.has_proxies(sub):
+                    with_proxies[track] = sub
+            if len(with_proxies) > 1:  # several tracks with proxies (a sweep): proxy x track
+                text, paths = _proxies.draw_across(with_proxies, figdir, formats=formats)
                 if text:
                     sections.append(text)
                     figures.extend(paths)

@@ -135,7 +135,7 @@ def draw_across(frames: dict[str, pd.DataFrame], figdir: Path, *, formats: Seque
     from chaosjax.tracks.proxy_bench import TRACK_PROXIES, TRACK_TRUTHS, proxy_agreement
 
     tables = {track: proxy_agreement(frame, truths=TRACK_TRUTHS[track][:1]) for track, frame in frames.items()
-              if _ranked(frame, track)}
+              if track in TRACK_PROXIES and _ranked(frame, track)}  # a registered track of your own has none
     if len(tables) < 2:
         return "", []
     names = list(dict.fromkeys(n for track in tables for n in TRACK_PROXIES[track] if n in set(tables[track]["proxy"])))
