@@ -152,6 +152,21 @@ def test_faithfulness_correlation_of_exact_linear_attributions_is_one():
     assert all(len(set(row.tolist())) == 3 for row in np.asarray(idx).reshape(-1, 3))
 
 
+def test_random_subsets_are_uniform_and_exactly_sized():
+    """Each of the C(6, 2) = 15 pairs is drawn as often as the others (chi-square, 14 dof, 1e-4 level), rows differ
+    across samples and runs, and a subset has exactly its size at any size (1, half, all but one, all)."""
+    idx = np.asarray(P.random_subsets(KEY, 300, 6, runs=100, subset_size=2)).reshape(-1, 2)
+    pairs = np.unique(idx[:, 0] * 6 + idx[:, 1], return_counts=True)[1]
+    assert len(pairs) == 15 and (idx[:, 0] < idx[:, 1]).all()
+    expected = len(idx) / 15
+    assert np.sum((pairs - expected) ** 2 / expected) < 42.6  # chi2(14).ppf(1 - 1e-4)
+    for size in (1, 500, 999, 1000):
+        rows = np.asarray(P.random_subsets(KEY, 3, 1000, runs=2, subset_size=size)).reshape(-1, size)
+        assert all(len(np.unique(r)) == size and r.min() >= 0 and r.max() < 1000 for r in rows)
+        if size < 999:
+            assert len({tuple(r) for r in rows}) == len(rows)
+
+
 def test_sparseness_and_complexity_closed_forms():
     n = 10
     one_hot = jnp.eye(n)[:3] * 5.0
