@@ -5,6 +5,7 @@ heat map."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from chaosjax import metrics
+from chaosjax import attribution, metrics
+from chaosjax.data import vision as V
 from chaosjax.tracks import proxy_bench
 from chaosjax.tracks import audio as A
 from chaosjax.tracks import vision as T
@@ -76,25 +78,35 @@ def _cell():
 
 def test_the_sanity_row_attributes_the_randomised_model_as_the_track_does_and_nothing_retraces():
     """`randomised_mass_in_box` is the mass in box of the track's own maps (`_attribute`) of the re-initialised
-    classifiers; a second call with other canvases and parameters reuses the compiled program."""
+    classifiers; a second call with other canvases and parameters reuses the compiled program. The proxies that
+    score the maps alone are one program for every method: the mean of `classifier_proxies` on the predicted
+    class's logit."""
     config, model, variables, random_variables, val = _cell()
     code = jnp.int32(0)
     keys = jax.random.split(jax.random.key(3), 2)
     refs = val.batch(jax.random.key(5), jnp.arange(4), code).image
-    args = dict(method="saliency", options=(), spec=config.spec, names=("sparseness", "randomisation"))
-    before = T._proxy_scores._cache_size()
+    by_maps = ("deletion_auc", "sparseness")
+    before = T._proxy_scores._cache_size(), T._map_proxy_scores._cache_size()
     for i in range(2):
         vs = val.batch(jax.random.key(10 + i), jnp.arange(6), code)
-        maps, _ = T._attribute(model, variables, vs.image, refs, keys, method="saliency", options=(),
-                               spec=config.spec, chunk=6)
-        out = T._proxy_scores(model, variables, random_variables, vs.image, maps, vs.box, refs, keys, **args)
+        for method in ("saliency", "input_x_gradient"):
+            maps, _ = T._attribute(model, variables, vs.image, refs, keys, method=method, options=(),
+                                   spec=config.spec, chunk=6)
+            shared = T._map_proxy_scores(model, variables, vs.image, maps, keys, spec=config.spec, names=by_maps)
+            apply = functools.partial(model.apply, jax.tree.map(lambda a: a[1], variables))
+            f = attribution.target(apply, jnp.argmax(apply(vs.image), axis=1))
+            alone = classifier_proxies(f, vs.image, maps[1], None, keys[1], names=by_maps,
+                                       groups=V.grid_groups(config.spec))
+            for column, value in alone.items():
+                np.testing.assert_allclose(shared[column][1], np.mean(value), rtol=1e-5)
+        out = T._proxy_scores(model, variables, random_variables, vs.image, maps, vs.box, refs, keys,
+                              method="saliency", options=(), spec=config.spec, names=("randomisation",))
         moved, _ = T._attribute(model, random_variables, vs.image, refs, keys, method="saliency", options=(),
                                 spec=config.spec, chunk=6)
         expected = jax.vmap(lambda a: metrics.mass_in_box(a, vs.box))(moved)
         np.testing.assert_allclose(out["randomised_mass_in_box"], expected, rtol=1e-6)
-        assert out["proxy_sparseness"].shape == (2,)
         variables = jax.tree.map(lambda a: a * 1.5, variables)
-    assert T._proxy_scores._cache_size() == before + 1
+    assert (T._proxy_scores._cache_size(), T._map_proxy_scores._cache_size()) == (before[0] + 1, before[1] + 1)
 
 
 def test_a_vision_run_with_proxies_writes_their_columns_and_the_report_its_sections(tmp_path):

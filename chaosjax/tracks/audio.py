@@ -266,17 +266,39 @@ def _attribute(model, variables, x, keys, refs, *, method: str, options: tuple):
     return jax.vmap(one)(variables, keys)
 
 
+def _channel_groups(x) -> np.ndarray:
+    """Each feature of a clip `(channels, samples)` labelled with its channel: the proxies' groups."""
+    return np.repeat(np.arange(x.shape[1], dtype=np.int32)[:, None], x.shape[2], axis=1)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "names"))
+def _map_proxy_scores(model, variables, x, attributions, keys, *, names: tuple[str, ...]):
+    """The ranked proxies `names` that score the maps alone (none of `proxy_bench.REATTRIBUTING`) for every seed's
+    model: `{column: (seeds,)}`, each the mean over the clips `x` (those of its finite values). As `_attribute`
+    (inference mode), they score the predicted class's logit; deletion and insertion move whole channels. No
+    method is named: one compiled program serves every method of a (model, condition)."""
+
+    def one_seed(v, a, key):
+        apply = lambda z: model.apply(v, z)  # noqa: E731
+        pred = jnp.argmax(apply(x), axis=1)
+        out = proxy_bench.classifier_proxies(attribution.target(apply, pred), x, a, None, key, names=names,
+                                             groups=_channel_groups(x))
+        return {column: proxy_bench.finite_mean(value) for column, value in out.items()}
+
+    return jax.vmap(one_seed)(variables, attributions, keys)
+
+
 @functools.partial(jax.jit, static_argnames=("model", "method", "options", "names"))
 def _proxy_scores(model, variables, random_variables, x, attributions, channel, refs, keys, *, method: str,
                   options: tuple, names: tuple[str, ...]):
-    """The proxies `names` (`proxy_bench.AUDIO_PROXIES`) of one method for every seed's model: `{column: (seeds,)}`,
-    each the mean over the clips `x` (those of its finite values). As `_attribute` (inference mode): the ranked
-    proxies score the predicted class's logit, re-attribution keeps the classes predicted at `x`; the sanity row
-    `randomisation` attributes each seed's re-initialised model (`random_variables`) w.r.t. its own predictions and
-    scores their channel mass (chance 1 / channels). Deletion and insertion move whole channels."""
+    """The proxies `names` of `proxy_bench.REATTRIBUTING` of one method for every seed's model: `{column:
+    (seeds,)}`, each the mean over the clips `x` (those of its finite values); `_map_proxy_scores` has the others.
+    As `_attribute` (inference mode): max-sensitivity's re-attribution keeps the classes predicted at `x`; the
+    sanity row `randomisation` attributes each seed's re-initialised model (`random_variables`) w.r.t. its own
+    predictions and scores their channel mass (chance 1 / channels)."""
     fn = attribution.METHODS[method]
     kwargs = dict(options)
-    groups = np.repeat(np.arange(x.shape[1], dtype=np.int32)[:, None], x.shape[2], axis=1)
+    groups = _channel_groups(x)
     if method in attribution.TAKES_GROUPS:
         kwargs["groups"] = groups
 
@@ -498,6 +520,8 @@ def attribute_cell(config: AudioConfig, model_name: str, condition: str, trained
     dead = diverged(trained.losses)  # a model whose loss went non-finite scores NaN, never a number
     if config.proxies:  # proxy metrics (docs/proxies.md) on the first PROXY_CANVASES attributed clips
         n_proxy = min(proxy_bench.PROXY_CANVASES, cell.clips.shape[0])
+        by_maps, by_method = proxy_bench.split_reattributing(config.proxies)
+        proxy_columns = proxy_bench.proxy_columns(config.proxies, track="audio")  # the last: proxy_seconds
         mi = list(models.MODELS).index(model_name)
         random_variables, proxy_keys = place((
             jax.vmap(model.init)(jnp.stack([jax.random.fold_in(jax.random.key(s), 4_000 + mi) for s in seeds])),
@@ -528,10 +552,16 @@ def attribute_cell(config: AudioConfig, model_name: str, condition: str, trained
         proxy_values: dict[str, Any] = {}
         if config.proxies:
             start = time.perf_counter()
-            values = _proxy_scores(model, variables, random_variables, cell.clips[:n_proxy], attr[:, :n_proxy],
-                                   cell.channel[:n_proxy], cell.refs, proxy_keys, method=method,
-                                   options=_method_options(config, method), names=tuple(config.proxies))
-            proxy_values = {c: np.where(dead, np.nan, v) for c, v in jax.device_get(values).items()}
+            x_proxy, attr_proxy = cell.clips[:n_proxy], attr[:, :n_proxy]
+            values = {}
+            if by_maps:
+                values.update(_map_proxy_scores(model, variables, x_proxy, attr_proxy, proxy_keys, names=by_maps))
+            if by_method:
+                values.update(_proxy_scores(model, variables, random_variables, x_proxy, attr_proxy,
+                                            cell.channel[:n_proxy], cell.refs, proxy_keys, method=method,
+                                            options=_method_options(config, method), names=by_method))
+            values = jax.device_get(values)
+            proxy_values = {c: np.where(dead, np.nan, values[c]) for c in proxy_columns[:-1]}
             proxy_values["proxy_seconds"] = np.full(len(seeds), (time.perf_counter() - start) / len(seeds))
         for si, seed in enumerate(seeds):
             rows.append({

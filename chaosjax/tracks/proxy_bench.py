@@ -108,6 +108,17 @@ CLASSIFIER_ROAD_PERCENTAGES = tuple(range(5, 100, 10))
 CLASSIFIER_INFIDELITY_SAMPLES, CLASSIFIER_INFIDELITY_STDEV = 32, 0.1
 CLASSIFIER_SENSITIVITY_SAMPLES, CLASSIFIER_SENSITIVITY_RADIUS = 4, 0.1
 CLASSIFIER_FAITHFULNESS_RUNS = 32
+#: The classifier proxies that run the method again (max-sensitivity's re-attribution; the sanity row's attribution
+#: of the re-initialised model): a track compiles them once per method. The others score the maps they are given,
+#: so one compiled program serves every method of a (model, condition).
+REATTRIBUTING = ("max_sensitivity", "randomisation")
+
+
+def split_reattributing(names: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """`names` as (those that score the given maps alone, those that re-run the method: `REATTRIBUTING`)."""
+    return (tuple(n for n in names if n not in REATTRIBUTING), tuple(n for n in names if n in REATTRIBUTING))
+
+
 #: Methods computed from gradients of the model: the randomisation checks' subjects.
 GRADIENT_METHODS = ("saliency", "smoothgrad", "input_x_gradient", "integrated_gradients", "gradient_shap",
                     "deeplift", "guided_backprop", "deeplift_shap")
@@ -228,8 +239,8 @@ def score_grid(apply_fn: Callable, params: Any, random_params: Any, x: jax.Array
     return jax.vmap(one)(*args)
 
 
-def classifier_proxies(f: Callable, x: jax.Array, attributions: jax.Array, reattribute: Callable, key: jax.Array, *,
-                  names: Sequence[str], groups: np.ndarray) -> dict[str, jax.Array]:
+def classifier_proxies(f: Callable, x: jax.Array, attributions: jax.Array, reattribute: Callable | None,
+                       key: jax.Array, *, names: Sequence[str], groups: np.ndarray) -> dict[str, jax.Array]:
     """The ranked proxies `names` (of `VISION_PROXIES` or `AUDIO_PROXIES`) for one classifier, `{column: (B,)}` per
     input; call it inside the track's jitted program (the sanity row, which needs the track's truth, is the
     track's own).
@@ -239,7 +250,7 @@ def classifier_proxies(f: Callable, x: jax.Array, attributions: jax.Array, reatt
         (classes fixed at `x`'s predictions).
       x: the inputs; attributions: the method's maps of them, shaped like `x`.
       reattribute: `(z, key) -> maps` of canvases `z` w.r.t. the same classes, the method as the track runs it
-        (max-sensitivity's re-attribution).
+        (max-sensitivity's re-attribution); None when `names` lacks max-sensitivity.
       key: PRNG key of the proxies' draws.
       names: ranked proxies; groups: the features' groups (the grid's cells, the channels), int labels shaped like
         one input (numpy).
@@ -263,6 +274,8 @@ def classifier_proxies(f: Callable, x: jax.Array, attributions: jax.Array, reatt
             v = proxies.infidelity(f, x, attributions, key=k(0), samples=CLASSIFIER_INFIDELITY_SAMPLES,
                                    stdev=CLASSIFIER_INFIDELITY_STDEV, normalize=True, batch_size=8)
         elif name == "max_sensitivity":
+            if reattribute is None:
+                raise ValueError("classifier_proxies: max_sensitivity re-attributes; pass `reattribute`")
             fixed = lambda g, z: reattribute(z, k(4))  # noqa: E731 - the classes are fixed by the track, not `g`
             v = proxies.max_sensitivity(f, x, fixed(f, x), fixed, key=k(1), samples=CLASSIFIER_SENSITIVITY_SAMPLES,
                                         radius=CLASSIFIER_SENSITIVITY_RADIUS, batch_size=1)

@@ -263,16 +263,32 @@ def _attribute(model, variables, x, baselines, keys, *, model_name=None, method,
     return jax.vmap(one_seed)(variables, keys)
 
 
+@functools.partial(jax.jit, static_argnames=("model", "spec", "names"))
+def _map_proxy_scores(model, variables, x, maps, keys, *, spec, names):
+    """The ranked proxies `names` that score the maps alone (none of `proxy_bench.REATTRIBUTING`) for every seed's
+    model: `{column: (seeds,)}`, each the mean over the canvases `x` (those of its finite values). They score the
+    predicted class's logit, the function the maps explain (`proxy_bench.classifier_proxies`). No method is named:
+    one compiled program serves every method of a (model, condition)."""
+
+    def one_seed(v, a, key):
+        apply = functools.partial(model.apply, v)
+        pred = jnp.argmax(apply(x), axis=1)
+        out = proxy_bench.classifier_proxies(attribution.target(apply, pred), x, a, None, key, names=names,
+                                             groups=V.grid_groups(spec))
+        return {column: proxy_bench.finite_mean(value) for column, value in out.items()}
+
+    return jax.vmap(one_seed)(variables, maps, keys)
+
+
 @functools.partial(jax.jit, static_argnames=("model", "method", "options", "spec", "names"))
 def _proxy_scores(model, variables, random_variables, x, maps, boxes, baselines, keys, *, method, options, spec,
                   names):
-    """The proxies `names` (`proxy_bench.VISION_PROXIES`) of one method for every seed's model: `{column:
-    (seeds,)}`, each the mean over the canvases `x` (those of its finite values).
+    """The proxies `names` of `proxy_bench.REATTRIBUTING` of one method for every seed's model: `{column:
+    (seeds,)}`, each the mean over the canvases `x` (those of its finite values); `_map_proxy_scores` has the others.
 
-    The ranked proxies score the predicted class's logit, the function the maps explain (`proxy_bench.classifier_proxies`);
-    re-attribution runs the method as `_attribute` does, w.r.t. the classes predicted at `x`. The sanity row
-    `randomisation` attributes each seed's re-initialised model (`random_variables`) w.r.t. its own predicted
-    classes and scores the maps' mass in the true box, which must fall to chance (1/49).
+    Max-sensitivity's re-attribution runs the method as `_attribute` does, w.r.t. the classes predicted at `x`. The
+    sanity row `randomisation` attributes each seed's re-initialised model (`random_variables`) w.r.t. its own
+    predicted classes and scores the maps' mass in the true box, which must fall to chance (1/49).
     """
     fn = attribution.METHODS[method]
     kwargs = _method_kwargs(method, options, spec)
@@ -412,6 +428,8 @@ def attribute_cell(config: VisionConfig, model_name: str, condition: str, traine
     dead = diverged(trained.losses)  # a model whose loss went non-finite scores NaN, never a number
     if config.proxies:  # proxy metrics (docs/proxies.md) on the first PROXY_CANVASES validation canvases
         n_proxy = min(proxy_bench.PROXY_CANVASES, config.val_size)
+        by_maps, by_method = proxy_bench.split_reattributing(config.proxies)
+        proxy_columns = proxy_bench.proxy_columns(config.proxies, track="vision")  # the last: proxy_seconds
         random_variables, proxy_keys = place((
             jax.vmap(model.init)(jax.vmap(lambda k: jax.random.fold_in(k, 7))(keys["init"])),
             jax.vmap(lambda k: jax.random.fold_in(k, 5))(keys["attr"])))
@@ -430,10 +448,17 @@ def attribute_cell(config: VisionConfig, model_name: str, condition: str, traine
         proxy_values: dict[str, Any] = {}
         if config.proxies:
             start = time.perf_counter()
-            values = _proxy_scores(model, variables, random_variables, vs.image[:n_proxy], maps[:, :n_proxy],
-                                   vs.box[:n_proxy], shap_refs, proxy_keys, method=method, options=options, spec=spec,
-                                   names=tuple(config.proxies))
-            proxy_values = {c: np.where(dead, np.nan, v) for c, v in jax.device_get(values).items()}
+            x_proxy, maps_proxy = vs.image[:n_proxy], maps[:, :n_proxy]
+            values = {}
+            if by_maps:
+                values.update(_map_proxy_scores(model, variables, x_proxy, maps_proxy, proxy_keys, spec=spec,
+                                                names=by_maps))
+            if by_method:
+                values.update(_proxy_scores(model, variables, random_variables, x_proxy, maps_proxy, vs.box[:n_proxy],
+                                            shap_refs, proxy_keys, method=method, options=options, spec=spec,
+                                            names=by_method))
+            values = jax.device_get(values)
+            proxy_values = {c: np.where(dead, np.nan, values[c]) for c in proxy_columns[:-1]}
             proxy_values["proxy_seconds"] = np.full(len(seeds), (time.perf_counter() - start) / len(seeds))
         if examples is not None:
             examples.setdefault(f"attr_{method}", []).append(np.asarray(maps[0, 0]))
