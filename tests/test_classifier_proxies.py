@@ -89,7 +89,7 @@ def test_the_sanity_row_attributes_the_randomised_model_as_the_track_does_and_no
     before = T._proxy_scores._cache_size(), T._map_proxy_scores._cache_size()
     for i in range(2):
         vs = val.batch(jax.random.key(10 + i), jnp.arange(6), code)
-        for method in ("saliency", "input_x_gradient"):
+        for method in ("saliency", "random_baseline"):
             maps, _ = T._attribute(model, variables, vs.image, refs, keys, method=method, options=(),
                                    spec=config.spec, chunk=6)
             shared = T._map_proxy_scores(model, variables, vs.image, maps, keys, spec=config.spec, names=by_maps)
