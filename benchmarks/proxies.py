@@ -119,6 +119,17 @@ def main() -> None:
     print(f"\npixel flipping ({curve.shape[1] - 1} steps of {step} features, {n} canvases): max curve gap {diff:.2e}")
     print(f"  chaosjax {t_ours_pf:8.2f} s (compile {compile_pf:.1f} s)   Quantus {t_q_pf:8.2f} s   "
           f"ratio {t_q_pf / t_ours_pf:6.1f}x")
+    # The floor on each side: the curve's forward passes of the batch alone (what no implementation avoids).
+    points = curve.shape[1]
+    t_fwd = median_seconds(lambda: apply_fn(x).block_until_ready(), args.repeats)
+    with torch.no_grad():
+        x_torch = torch.tensor(x_cf)
+        t_fwd_torch = median_seconds(lambda: tmodel(x_torch), args.repeats)
+    print(f"  floor: {points} forward passes of the batch: chaosjax {points * t_fwd:.2f} s "
+          f"({t_fwd * 1e3:.1f} ms each; the curve took {t_ours_pf / (points * t_fwd):.0%} of that), torch "
+          f"{points * t_fwd_torch:.2f} s ({t_fwd_torch * 1e3:.1f} ms each; Quantus's curve took "
+          f"{t_q_pf - points * t_fwd_torch:+.2f} s more); the most a curve at chaosjax's floor could gain: "
+          f"{t_q_pf / (points * t_fwd):.1f}x")
 
     # ---- ROAD
     pct = P.ROAD_PERCENTAGES
