@@ -246,14 +246,20 @@ def _method_options(config: AudioConfig, method: str) -> tuple:
     return ()
 
 
+def _channel_groups(x) -> np.ndarray:
+    """Each feature of a clip `(channels, samples)` labelled with its channel: the perturbation methods' and the
+    proxies' groups (concrete, from the static shape)."""
+    return np.repeat(np.arange(x.shape[1], dtype=np.int32)[:, None], x.shape[2], axis=1)
+
+
 @functools.partial(jax.jit, static_argnames=("model", "method", "options"))
 def _attribute(model, variables, x, keys, refs, *, method: str, options: tuple):
     """`method` for every seed (leading axis of `variables` and `keys`) w.r.t. the predicted class, in inference
     mode; one compiled program per (model, method, shapes), shared by the conditions."""
     fn = attribution.METHODS[method]
     kwargs = dict(options)
-    if method in attribution.TAKES_GROUPS:  # one group per channel; concrete, from the static shape
-        kwargs["groups"] = np.repeat(np.arange(x.shape[1], dtype=np.int32)[:, None], x.shape[2], axis=1)
+    if method in attribution.TAKES_GROUPS:  # one group per channel
+        kwargs["groups"] = _channel_groups(x)
 
     def one(v, k):
         apply = lambda z: model.apply(v, z)  # noqa: E731  (inference mode: BatchNorm on running statistics)
@@ -264,11 +270,6 @@ def _attribute(model, variables, x, keys, refs, *, method: str, options: tuple):
         return fn(attribution.target(apply, pred), x, **kwargs, **extra)
 
     return jax.vmap(one)(variables, keys)
-
-
-def _channel_groups(x) -> np.ndarray:
-    """Each feature of a clip `(channels, samples)` labelled with its channel: the proxies' groups."""
-    return np.repeat(np.arange(x.shape[1], dtype=np.int32)[:, None], x.shape[2], axis=1)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "names"))
@@ -347,7 +348,7 @@ def _attribute_paper(model, variables, batches, keys, refs, first, *, method: st
     fn = attribution.METHODS[method]
     kwargs = dict(options)
     if method == "feature_ablation":  # one group per channel (the study's feature_mask, l.178-182)
-        kwargs["groups"] = np.repeat(np.arange(batches.shape[2], dtype=np.int32)[:, None], batches.shape[3], axis=1)
+        kwargs["groups"] = _channel_groups(batches[0])  # batches[0]: (b, C, L)
 
     def one(v, k):
         apply = classify.logits_fn(model, v, train=True)  # model.train() (l.145)
