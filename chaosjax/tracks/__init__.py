@@ -183,6 +183,17 @@ _BUILTIN: dict[str, tuple[str, str]] = {
 _REGISTRY: dict[str, Track] = {}
 
 
+def draws_at_once(requested: int | None) -> int | None:
+    """The draws (path points, noisy copies, ablated features) a gradient method evaluates at once: `requested`,
+    else one on a CPU (each draw is a whole batch, which keeps a CPU busy and stays in cache; faster there, and
+    memory stays flat) and all of them elsewhere."""
+    import jax
+
+    if requested is None and jax.default_backend() == "cpu":
+        return 1
+    return requested
+
+
 def names() -> tuple[str, ...]:
     """Every track's name: the built-in ones, then those registered, in order of registration."""
     return tuple(dict.fromkeys([*_BUILTIN, *_REGISTRY]))

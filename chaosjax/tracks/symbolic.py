@@ -37,7 +37,7 @@ from chaosjax.runs import (  # noqa: F401 (the results helpers, also reached fro
     summary_rows,
     write_results,
 )
-from chaosjax.tracks import Chunk, ChunkRun, Track, help_line, proxy_bench
+from chaosjax.tracks import Chunk, ChunkRun, Track, draws_at_once, help_line, proxy_bench
 from chaosjax.tracks._cli import checked_job
 from chaosjax.tracks._seeded import unpadded
 from chaosjax.train import OPTIMIZERS, fit_grid, progress_to
@@ -256,9 +256,7 @@ class SymbolicConfig:
 
 def method_options(config: SymbolicConfig, method: str) -> dict[str, Any]:
     """Keyword options of `method` under the config (static, hashable values only)."""
-    chunk = config.attribution_batch_size
-    if chunk is None and jax.default_backend() == "cpu":
-        chunk = 1  # one path point / copy at a time stays in cache on a CPU, and is faster there
+    chunk = draws_at_once(config.attribution_batch_size)
     signed = config.protocol == "corrected"  # corrected: signed saliency against the signed derivative
     if method == "saliency":
         return {"absolute": not signed}
