@@ -1,13 +1,15 @@
-"""Peak memory and speed of the audio track's gradient methods against how many draws they take at once.
+"""Peak memory and speed of the audio track's sampling and perturbation methods by the draws taken at once.
 
 Each draw of a sampling method (a noisy copy for SmoothGrad and gradient SHAP, a path point for integrated
-gradients) is the whole batch of attributed clips x seeds, vmapped, as ``chaosjax audio`` runs it
-(``tracks.audio._attribute``, the TCN at the tiny preset's shapes, synthetic clips, untrained models: the cost does
-not depend on the weights). Every (method, draws at once) runs in its own process, which reports its peak resident
-memory (``ru_maxrss``) and the warm seconds of one attribution (the median of ``--repeats`` after a first call).
+gradients, a coalition or window for the perturbation methods) is the whole batch of attributed clips x seeds,
+vmapped, as ``chaosjax audio`` runs it (``tracks.audio.attribute_program``, the TCN at the tiny preset's shapes,
+synthetic clips, untrained models: the cost does not depend on the weights). Every (method, draws at once) runs in
+its own process, which reports its peak resident memory (``ru_maxrss``) and the warm seconds of one attribution
+(the median of ``--repeats`` after a first call).
 
     python benchmarks/audio_memory.py                                  # 64 clips x 3 seeds (the defaults), ~6 min
     python benchmarks/audio_memory.py --methods gradient_shap --draws all,1
+    python benchmarks/audio_memory.py --methods kernel_shap,occlusion --draws 16,4,1   # perturbation methods
 """
 
 from __future__ import annotations
@@ -29,17 +31,21 @@ def measure(method: str, draws: str, clips: int, seeds: int, repeats: int) -> di
 
     config = A.AudioConfig(source="synthetic", models=("tcn",), conditions=("RBFP",), seeds=tuple(range(seeds)),
                            n_attr=clips, n_val=max(clips, 64), methods=(method,))
-    samples = {"integrated_gradients": config.ig_steps, "smoothgrad": config.smoothgrad_samples,
-               "gradient_shap": config.shap_samples}[method]
+    channels = config.spec().channels
+    samples = {  # draws of every clip: the most that can be taken at once
+        "integrated_gradients": config.ig_steps, "smoothgrad": config.smoothgrad_samples,
+        "gradient_shap": config.shap_samples, "kernel_shap": A.PERTURBATION_SAMPLES, "lime": A.PERTURBATION_SAMPLES,
+        "shapley_sampling": A.SHAPLEY_PERMUTATIONS * (channels - 1) + 2, "occlusion": 7 * channels,
+        "shapley_exact": 2 ** channels}[method]
     config = dataclasses.replace(config, attribution_batch_size=samples if draws == "all" else int(draws))
     cell = A.cell_data(config, "RBFP")
-    model = A._model(config, "tcn")
+    model = A.build_model(config, "tcn")
     variables = jax.vmap(model.init)(jax.random.split(jax.random.key(0), seeds))
     keys = jax.random.split(jax.random.key(1), seeds)
-    options = A._method_options(config, method)
+    options = A.method_options(config, method)
 
     def once():
-        jax.block_until_ready(A._attribute(model, variables, cell.clips, keys, cell.refs, method=method,
+        jax.block_until_ready(A.attribute_program(model, variables, cell.clips, keys, cell.refs, method=method,
                                            options=options))
 
     start = time.perf_counter()

@@ -201,8 +201,8 @@ def test_predict_together_feeds_the_study_batches():
 def test_paper_config_builds_the_study_transformer_and_validates():
     paper = track.AudioConfig(protocol="paper", source="synthetic")
     assert track.AudioConfig().protocol == "corrected"
-    assert track._model(paper, "transformer") is M.transformer(10, 35, attend="batch")
-    assert track._model(paper, "tcn") is track._model(track.AudioConfig(source="synthetic"), "tcn")
+    assert track.build_model(paper, "transformer") is M.transformer(10, 35, attend="batch")
+    assert track.build_model(paper, "tcn") is track.build_model(track.AudioConfig(source="synthetic"), "tcn")
     with pytest.raises(ValueError, match="protocol"):
         track.AudioConfig(protocol="study", source="synthetic").validate()
     with pytest.raises(ValueError, match="attend"):

@@ -98,19 +98,20 @@ def test_gradient_methods_take_one_draw_at_a_time_on_a_cpu_and_hold_less_for_it(
     config = track.AudioConfig(**FAST)
     default = 1 if jax.default_backend() == "cpu" else None
     for method in ("integrated_gradients", "smoothgrad", "gradient_shap", "feature_ablation"):
-        assert dict(track._method_options(config, method))["batch_size"] == default
+        assert dict(track.method_options(config, method))["batch_size"] == default
     chosen = dataclasses.replace(config, attribution_batch_size=5)
-    assert dict(track._method_options(chosen, "gradient_shap"))["batch_size"] == 5
+    assert dict(track.method_options(chosen, "gradient_shap"))["batch_size"] == 5
     cell = track.cell_data(config, "RBFP")
-    model = track._model(config, "tcn")
+    model = track.build_model(config, "tcn")
     variables = jax.vmap(model.init)(jax.random.split(jax.random.key(0), 2))
     keys = jax.random.split(jax.random.key(1), 2)
 
     def attribute(draws):
-        options = track._method_options(dataclasses.replace(config, attribution_batch_size=draws), "gradient_shap")
+        options = track.method_options(dataclasses.replace(config, attribution_batch_size=draws), "gradient_shap")
         args = (model, variables, cell.clips, keys, cell.refs)
-        attr = track._attribute(*args, method="gradient_shap", options=options)
-        stats = track._attribute.lower(*args, method="gradient_shap", options=options).compile().memory_analysis()
+        attr = track.attribute_program(*args, method="gradient_shap", options=options)
+        program = track.attribute_program.lower(*args, method="gradient_shap", options=options).compile()
+        stats = program.memory_analysis()
         return np.asarray(attr), stats.temp_size_in_bytes
 
     one, one_bytes = attribute(1)
@@ -123,29 +124,30 @@ def test_gradient_methods_take_one_draw_at_a_time_on_a_cpu_and_hold_less_for_it(
 def _per_seed_and_vmapped(method, options):
     config = track.AudioConfig(**{**FAST, "n_attr": 2})
     cell = track.cell_data(config, "RBFP")
-    model = track._model(config, "rnn")
+    model = track.build_model(config, "rnn")
     variables = jax.vmap(model.init)(jax.random.split(jax.random.key(0), 2))
     keys = jnp.stack([jax.random.key(5)] * 2)
     refs = cell.refs[:3]
-    vmapped = track._attribute(model, variables, cell.clips, keys, refs, method=method, options=options)
-    alone = [track._attribute(model, jax.tree.map(lambda leaf, i=i: leaf[i:i + 1], variables), cell.clips,
+    vmapped = track.attribute_program(model, variables, cell.clips, keys, refs, method=method, options=options)
+    alone = [track.attribute_program(model, jax.tree.map(lambda leaf, i=i: leaf[i:i + 1], variables), cell.clips,
                               keys[i:i + 1], refs, method=method, options=options)[0] for i in range(2)]
     return np.asarray(vmapped), np.stack(alone)
 
 
 def test_deeplift_shap_of_each_seed_is_that_seeds_with_the_tracks_options():
     """The track's DeepLIFT-SHAP (one baseline at a time on a CPU) gives each seed its own model's maps."""
-    options = track._method_options(track.AudioConfig(**FAST), "deeplift_shap")
+    options = track.method_options(track.AudioConfig(**FAST), "deeplift_shap")
     vmapped, alone = _per_seed_and_vmapped("deeplift_shap", options)
     assert not np.allclose(alone[0], alone[1])
     np.testing.assert_allclose(vmapped, alone, rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: every baseline at once, seeds vmapped under jit, gives each seed "
-                                       "the first seed's DeepLIFT-SHAP (jax 0.10.2, XLA:CPU); passing means it is fixed")
+@pytest.mark.xfail(strict=True, reason="known bug: every baseline at once, seeds vmapped under jit, gives each "
+                                       "seed the first seed's DeepLIFT-SHAP (jax 0.10.2, XLA:CPU); passing: fixed")
 def test_deeplift_shap_with_every_baseline_at_once_gives_each_seed_its_own_maps():
     """Found by the audio meta-benchmark (three seeds, one channel mass). The same program's jaxpr evaluated op by
-    op is right, and so is a vmap over the baselines without the sum; the cause is not found. Gradient SHAP with
+    op is right, and so is a vmap over the baselines without the sum: a miscompile (docs/jax_patterns.md has it in
+    plain JAX). Gradient SHAP with
     every draw at once went wrong alike in one reproduction (the recurrent model, 3 baselines, outside the track).
     The tracks take draws and baselines one at a time on a CPU (the test above)."""
     vmapped, alone = _per_seed_and_vmapped("deeplift_shap", (("batch_size", None),))

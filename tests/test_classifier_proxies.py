@@ -149,11 +149,11 @@ def test_an_audio_run_with_proxies_writes_their_columns_and_the_sanity_row_is_th
     by = frame.set_index("method")
     assert by.loc["random_baseline", "proxy_max_sensitivity"].max() < 1e-6
     cell = A.cell_data(config, "RBFP")
-    model = A._model(config, "tcn")
+    model = A.build_model(config, "tcn")
     random_variables = jax.vmap(model.init)(jnp.stack([jax.random.fold_in(jax.random.key(s), 4_000 + 2)
                                                        for s in config.seeds]))
     keys = jax.random.split(jax.random.key(0), 2)
-    moved = A._attribute(model, random_variables, cell.clips, keys, cell.refs, method="saliency", options=())
+    moved = A.attribute_program(model, random_variables, cell.clips, keys, cell.refs, method="saliency", options=())
     expected = jax.vmap(lambda a: metrics.channel_mass(a, cell.channel))(moved)
     np.testing.assert_allclose(by.loc["saliency", "randomised_channel_mass"], expected, rtol=1e-5)
     text = report(tmp_path / "run").markdown.read_text()

@@ -222,8 +222,8 @@ SHAPLEY_PERMUTATIONS = 8  # shapley_sampling orders (four antithetic pairs): 8 *
 PERTURBATION_CHUNK = 16  # coalitions evaluated at once when attribution_batch_size is None (exact: 1,024)
 
 
-def _method_options(config: AudioConfig, method: str) -> tuple:
-    """Keyword options of `method` as a hashable tuple (a static argument of `_attribute`)."""
+def method_options(config: AudioConfig, method: str) -> tuple:
+    """Keyword options of `method` as a hashable tuple (a static argument of `attribute_program`)."""
     many = config.attribution_batch_size or PERTURBATION_CHUNK  # methods with hundreds of perturbed copies
     # One draw at a time on a CPU: all 20 of gradient SHAP's at once held 20 x 64 x 3 clip-gradients at the
     # defaults (14.2 GB peak, against 1.4 GB one at a time, which was also faster; docs/tracks/audio.md).
@@ -260,7 +260,7 @@ def _channel_groups(x) -> np.ndarray:
 
 
 @functools.partial(jax.jit, static_argnames=("model", "method", "options"))
-def _attribute(model, variables, x, keys, refs, *, method: str, options: tuple):
+def attribute_program(model, variables, x, keys, refs, *, method: str, options: tuple):
     """`method` for every seed (leading axis of `variables` and `keys`) w.r.t. the predicted class, in inference
     mode; one compiled program per (model, method, shapes), shared by the conditions."""
     fn = attribution.METHODS[method]
@@ -282,7 +282,7 @@ def _attribute(model, variables, x, keys, refs, *, method: str, options: tuple):
 @functools.partial(jax.jit, static_argnames=("model", "names"))
 def _map_proxy_scores(model, variables, x, attributions, keys, *, names: tuple[str, ...]):
     """The ranked proxies `names` that score the maps alone (none of `proxy_bench.REATTRIBUTING`) for every seed's
-    model: `{column: (seeds,)}`, each the mean over the clips `x` (those of its finite values). As `_attribute`
+    model: `{column: (seeds,)}`, each the mean over the clips `x` (those of its finite values). As `attribute_program`
     (inference mode), they score the predicted class's logit; deletion and insertion move whole channels. No
     method is named: one compiled program serves every method of a (model, condition)."""
 
@@ -301,7 +301,7 @@ def _proxy_scores(model, variables, random_variables, x, attributions, channel, 
                   options: tuple, names: tuple[str, ...]):
     """The proxies `names` of `proxy_bench.REATTRIBUTING` of one method for every seed's model: `{column:
     (seeds,)}`, each the mean over the clips `x` (those of its finite values); `_map_proxy_scores` has the others.
-    As `_attribute` (inference mode): max-sensitivity's re-attribution keeps the classes predicted at `x`; the
+    As `attribute_program` (inference mode): max-sensitivity's re-attribution keeps the classes predicted at `x`; the
     sanity row `randomisation` attributes each seed's re-initialised model (`random_variables`) w.r.t. its own
     predictions and scores their channel mass (chance 1 / channels)."""
     fn = attribution.METHODS[method]
@@ -402,9 +402,9 @@ def paper_channel_mass(attr, channels, batch_size: int, *, numerator=None) -> np
 
 def _attribute_all(config: AudioConfig, model, variables, clips, keys, refs, method: str) -> jax.Array:
     """``(S, n, C, L)`` attributions of ``clips`` under ``config.protocol``."""
-    options = _method_options(config, method)
+    options = method_options(config, method)
     if config.protocol == "corrected":
-        return _attribute(model, variables, clips, keys, refs, method=method, options=options)
+        return attribute_program(model, variables, clips, keys, refs, method=method, options=options)
     n, b = clips.shape[0], config.batch_size
     full = n // b * b
     parts = []
@@ -469,7 +469,9 @@ def cell_data(config: AudioConfig, condition: str, *, datasets=None) -> CellData
     return CellData(train, code, vs, vs.clip[:n_attr], vs.channel[:n_attr], refs)
 
 
-def _model(config: AudioConfig, name: str):
+def build_model(config: AudioConfig, name: str):
+    """The functional model `name` (`init`, `apply`) for the config's clips and the words; cached, so every call
+    with the same arguments returns the same object (one compiled program per model)."""
     # The study's Transformer attends across the batch (docs/protocol.md, "Audio"); same parameters either way.
     opts = {"attend": "batch"} if name == "transformer" and config.protocol == "paper" else {}
     return models.MODELS[name](config.spec().channels, len(WORDS), **opts)
@@ -480,7 +482,7 @@ def init_cell(config: AudioConfig, model_name: str) -> Any:
     checkpoint restores into."""
     mi = list(models.MODELS).index(model_name)
     keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 1_000 + mi) for s in config.seeds])
-    return jax.vmap(_model(config, model_name).init)(keys)
+    return jax.vmap(build_model(config, model_name).init)(keys)
 
 
 def train_cell(config: AudioConfig, model_name: str, condition: str, *, data: CellData | None = None,
@@ -496,7 +498,7 @@ def train_cell(config: AudioConfig, model_name: str, condition: str, *, data: Ce
     variables, data_keys = place((init_cell(config, model_name), data_keys))
     start = time.perf_counter()
     result = classify.fit_seeds(
-        _model(config, model_name), variables, _batch_fn(config.batch_size), data_keys,
+        build_model(config, model_name), variables, _batch_fn(config.batch_size), data_keys,
         steps=config.steps, learning_rate=config.learning_rate, weight_decay=config.weight_decay,
         warmup_steps=config.steps // 20 if config.warmup_steps is None else config.warmup_steps,
         data=(cell.train, cell.code), progress=on_step,
@@ -514,7 +516,7 @@ def attribute_cell(config: AudioConfig, model_name: str, condition: str, trained
     place = place or _no_placement
     cell = data if data is not None else cell_data(config, condition)
     spec = config.spec()
-    model = _model(config, model_name)
+    model = build_model(config, model_name)
     ci = CONDITIONS.index(condition)
     seeds = list(config.seeds)
     paper = config.protocol == "paper"
@@ -567,7 +569,7 @@ def attribute_cell(config: AudioConfig, model_name: str, condition: str, trained
             if by_method:
                 values.update(_proxy_scores(model, variables, random_variables, x_proxy, attr_proxy,
                                             cell.channel[:n_proxy], cell.refs, proxy_keys, method=method,
-                                            options=_method_options(config, method), names=by_method))
+                                            options=method_options(config, method), names=by_method))
             values = jax.device_get(values)
             proxy_values = {c: np.where(dead, np.nan, values[c]) for c in proxy_columns[:-1]}
             proxy_values["proxy_seconds"] = np.full(len(seeds), (time.perf_counter() - start) / len(seeds))
