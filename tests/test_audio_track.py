@@ -91,14 +91,18 @@ def test_tcn_learns_espeak_words_on_every_condition_and_saliency_finds_the_chann
 # tiny run: tests/test_notebooks.py reads its results.
 
 
-def test_gradient_methods_take_one_draw_at_a_time_on_a_cpu_and_hold_less_for_it():
-    """Each draw of a gradient method is the whole batch of clips x seeds, so a CPU takes them one at a time unless
-    `attribution_batch_size` says otherwise (all 20 of gradient SHAP's at once held 14.2 GB at the defaults); the
-    maps do not depend on it beyond the order of a sum, and the compiled program holds less."""
+def test_methods_take_one_draw_at_a_time_on_a_cpu_and_hold_less_for_it():
+    """Each draw of a sampling or perturbation method is the whole batch of clips x seeds, so a CPU takes them one
+    at a time unless `attribution_batch_size` says otherwise (all 20 of gradient SHAP's at once held 14.2 GB at the
+    defaults); the maps do not depend on it beyond the order of a sum, and the compiled program holds less."""
     config = track.AudioConfig(**FAST)
-    default = 1 if jax.default_backend() == "cpu" else None
-    for method in ("integrated_gradients", "smoothgrad", "gradient_shap", "feature_ablation"):
-        assert dict(track.method_options(config, method))["batch_size"] == default
+    cpu = jax.default_backend() == "cpu"
+    for method in ("integrated_gradients", "smoothgrad", "feature_ablation"):
+        assert dict(track.method_options(config, method))["batch_size"] == (1 if cpu else None)
+    for method in ("occlusion", "shapley_exact", "shapley_sampling", "kernel_shap", "lime", "feature_permutation"):
+        assert dict(track.method_options(config, method))["batch_size"] == (1 if cpu else track.PERTURBATION_CHUNK)
+    for method in ("gradient_shap", "deeplift_shap"):  # their draws pick baselines: one at a time everywhere
+        assert dict(track.method_options(config, method))["batch_size"] == 1
     chosen = dataclasses.replace(config, attribution_batch_size=5)
     assert dict(track.method_options(chosen, "gradient_shap"))["batch_size"] == 5
     cell = track.cell_data(config, "RBFP")

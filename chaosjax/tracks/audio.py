@@ -219,25 +219,27 @@ def _val_clips(gen, key, code, *, n):
 #: Perturbation budgets per batch of attributed clips; the channels are the players (feature groups).
 PERTURBATION_SAMPLES = 64  # kernel_shap and lime coalitions (of 2^10 - 2 for ten channels)
 SHAPLEY_PERMUTATIONS = 8  # shapley_sampling orders (four antithetic pairs): 8 * 9 + 2 passes
-PERTURBATION_CHUNK = 16  # coalitions evaluated at once when attribution_batch_size is None (exact: 1,024)
+PERTURBATION_CHUNK = 16  # coalitions at once off a CPU when attribution_batch_size is None (exact: 1,024)
 
 
 def method_options(config: AudioConfig, method: str) -> tuple:
     """Keyword options of `method` as a hashable tuple (a static argument of `attribute_program`)."""
-    many = config.attribution_batch_size or PERTURBATION_CHUNK  # methods with hundreds of perturbed copies
     # One draw at a time on a CPU: all 20 of gradient SHAP's at once held 20 x 64 x 3 clip-gradients at the
-    # defaults (14.2 GB peak, against 1.4 GB one at a time, which was also faster; docs/tracks/audio.md).
+    # defaults (14.2 GB peak, against 1.4 GB one at a time, which was also faster; docs/tracks/audio.md). The
+    # perturbation methods likewise: KernelSHAP's coalitions 16 at a time peaked at 6.6 GB, one at a time 1.1 GB.
     chunk = draws_at_once(config.attribution_batch_size)
+    many = PERTURBATION_CHUNK if chunk is None else chunk  # elsewhere: coalitions 16 at a time, not all 1,024
     if method == "occlusion":  # a quarter of a channel's clip, sliding by an eighth: where in which channel
         length = config.spec().length
         return (("batch_size", many), ("strides", (1, max(1, length // 8))), ("window", (1, max(1, length // 4))))
     if method in ("shapley_exact", "feature_permutation"):
         return (("batch_size", many),)
+    # The two methods whose draws pick baselines take them one at a time on every backend unless asked otherwise:
+    # all at once, with the seeds vmapped under jit, gave every seed the first seed's maps (jax 0.10.2, XLA:CPU;
+    # docs/jax_patterns.md and the strict xfail in tests/test_audio_track.py); a scan over the draws is right.
+    one_by_one = config.attribution_batch_size or 1
     if method == "deeplift_shap":
-        # One baseline at a time on a CPU, as the gradient methods. Not only for memory: every baseline at once,
-        # with the seeds vmapped under jit, gave every seed the first seed's maps (jax 0.10.2, XLA:CPU; the strict
-        # xfail in tests/test_audio_track.py); a scan over the baselines is right.
-        return (("batch_size", chunk),)
+        return (("batch_size", one_by_one),)
     if method == "shapley_sampling":
         return (("antithetic", True), ("batch_size", many), ("permutations", SHAPLEY_PERMUTATIONS))
     if method in ("kernel_shap", "lime"):
@@ -247,7 +249,7 @@ def method_options(config: AudioConfig, method: str) -> tuple:
     if method == "smoothgrad":
         return (("batch_size", chunk), ("samples", config.smoothgrad_samples))
     if method == "gradient_shap":
-        return (("batch_size", chunk), ("samples", config.shap_samples))
+        return (("batch_size", one_by_one), ("samples", config.shap_samples))
     if method == "feature_ablation":
         return (("batch_size", chunk),)
     return ()
