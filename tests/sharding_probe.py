@@ -5,9 +5,10 @@
 `assert_split(REPORT.json, programs)` is what the sharding tests check.
 
 For every call of a track's training and attribution program (symbolic `fit_grid` and `attribute_program`, vision
-and audio `classify.fit_seeds` and `_attribute`, RFE `eliminate`), the report holds the leading (grid) axis of
-one input and one output leaf, the devices its sharding spans, and the leading size of one shard: the
-evidence that a chunk's grid really is split across the devices, and that the computation follows it.
+and audio `classify.fit_seeds`, vision `_attribute` and audio `attribute_program`, RFE `eliminate`), the report
+holds the leading (grid) axis of one input and one output leaf, the devices its sharding spans, and the leading
+size of one shard: the evidence that a chunk's grid really is split across the devices, and that the computation
+follows it.
 """
 
 import functools
@@ -74,7 +75,7 @@ def main() -> int:
     spy(sym, "attribute_program", "symbolic attribute", lambda apply, params, x, *a, **k: x)
     spy(classify, "fit_seeds", "vision/audio train", lambda model, variables, *a, **k: variables)
     spy(vision, "_attribute", "vision attribute", lambda model, variables, *a, **k: variables)
-    spy(audio, "_attribute", "audio attribute", lambda model, variables, *a, **k: variables)
+    spy(audio, "attribute_program", "audio attribute", lambda model, variables, *a, **k: variables)
     spy(rfe, "eliminate", "rfe eliminate", lambda problems, *a, **k: problems)
     code = cli.main(argv)
     with open(report, "w") as fh:
