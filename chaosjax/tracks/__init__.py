@@ -184,9 +184,9 @@ _REGISTRY: dict[str, Track] = {}
 
 
 def draws_at_once(requested: int | None) -> int | None:
-    """The draws (path points, noisy copies, ablated features) a gradient method evaluates at once: `requested`,
+    """The draws (path points, noisy copies, coalitions, ablated features) a method evaluates at once: `requested`,
     else one on a CPU (each draw is a whole batch, which keeps a CPU busy and stays in cache; faster there, and
-    memory stays flat) and all of them elsewhere."""
+    memory stays flat) and None (the method's own default, all at once for a gradient method) elsewhere."""
     import jax
 
     if requested is None and jax.default_backend() == "cpu":
