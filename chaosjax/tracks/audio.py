@@ -220,6 +220,11 @@ def _val_clips(gen, key, code, *, n):
 PERTURBATION_SAMPLES = 64  # kernel_shap and lime coalitions (of 2^10 - 2 for ten channels)
 SHAPLEY_PERMUTATIONS = 8  # shapley_sampling orders (four antithetic pairs): 8 * 9 + 2 passes
 PERTURBATION_CHUNK = 16  # coalitions at once off a CPU when attribution_batch_size is None (exact: 1,024)
+#: Whether this jax miscompiles a vmap over models, under `jit`, around a sum over draws of
+#: ``(x - b_k) * grad f(b_k + a (x - b_k))`` on a model with a max over time: every member got the first member's
+#: result (jax 0.10.2, XLA:CPU; docs/jax_patterns.md). jax 0.11.0 computes it right (checked with 0.11.0, 0.11.2,
+#: 0.12.0 and 0.12.0.1 on the plain-JAX reproduction; 0.12.0.1 also on the track's DeepLIFT-SHAP).
+SUM_OVER_DRAWS_MISCOMPILED = jax.__version_info__ < (0, 11)
 
 
 def method_options(config: AudioConfig, method: str) -> tuple:
@@ -234,10 +239,11 @@ def method_options(config: AudioConfig, method: str) -> tuple:
         return (("batch_size", many), ("strides", (1, max(1, length // 8))), ("window", (1, max(1, length // 4))))
     if method in ("shapley_exact", "feature_permutation"):
         return (("batch_size", many),)
-    # The two methods whose draws pick baselines take them one at a time on every backend unless asked otherwise:
-    # all at once, with the seeds vmapped under jit, gave every seed the first seed's maps (jax 0.10.2, XLA:CPU;
-    # docs/jax_patterns.md and the strict xfail in tests/test_audio_track.py); a scan over the draws is right.
-    one_by_one = config.attribution_batch_size or 1
+    # Under a jax with the miscompile, the two methods whose draws pick baselines take them one at a time on every
+    # backend unless asked otherwise: all at once, with the seeds vmapped under jit, gave every seed the first
+    # seed's maps (jax 0.10.2, XLA:CPU; docs/jax_patterns.md and the xfail in tests/test_audio_track.py); a scan
+    # over the draws is right. From jax 0.11 on they follow the rule of the other methods.
+    one_by_one = (config.attribution_batch_size or 1) if SUM_OVER_DRAWS_MISCOMPILED else chunk
     if method == "deeplift_shap":
         return (("batch_size", one_by_one),)
     if method == "shapley_sampling":
