@@ -65,6 +65,12 @@ def test_masked_columns_have_no_effect_on_output_or_attributions(getkey):
         if name == "gradient_shap":
             extra["baselines"] = x[:2]
         attr = attribution.METHODS[name](f, x, **extra)
+        if name == "feature_ablation":
+            # f(x) once, the ablated copies side by side (a vmap): XLA may round the two differently (jax 0.12 on a
+            # CPU does, by 1e-8 here), so a masked column's drop is rounding, not exactly 0. RFE zeroes dropped
+            # columns' importance itself (rfe.py).
+            assert np.abs(attr[:, [1, 4]]).max() <= 1e-6 * np.abs(f(x)).max(), name
+            continue
         np.testing.assert_array_equal(attr[:, 1], 0.0, err_msg=name)
         np.testing.assert_array_equal(attr[:, 4], 0.0, err_msg=name)
 
