@@ -1,7 +1,6 @@
 """The symbolic track end to end: one compiled grid, tidy results, the CLI and its errors."""
 
 import json
-import threading
 
 import numpy as np
 import pandas as pd
@@ -53,31 +52,6 @@ def test_same_seed_same_results():
     a, b = pd.DataFrame(track.run_setting(config)), pd.DataFrame(track.run_setting(config))
     cols = ["functional_precision", "uniform_score", "test_mae", "final_loss"]
     np.testing.assert_array_equal(a[cols].to_numpy(), b[cols].to_numpy())
-
-
-def test_truths_computed_while_the_models_train_give_the_rows_of_one_step_after_the_other(monkeypatch):
-    """`run_setting` computes the ground truths in a thread while the models train (they need no model); its rows
-    equal those of `train_grid` then `attribute_grid`, bit for bit but for the timings, and each truth is computed
-    once: off the main thread there, on it here."""
-    config = track.SymbolicConfig(formulas=(0, 6), methods=("saliency", "smoothgrad", "feature_ablation",
-                                                            "deeplift_shap", "feature_permutation"), **TINY)
-    computed = []
-    ground_truths = track.ground_truths
-
-    def spy(grid, method, *args):
-        computed.append((method, threading.current_thread().name))
-        return ground_truths(grid, method, *args)
-
-    monkeypatch.setattr(track, "ground_truths", spy)
-    alongside = pd.DataFrame(track.run_setting(config))
-    assert sorted(m for m, _ in computed) == ["feature_ablation", "feature_permutation", "saliency", "shapley"]
-    assert all(name.startswith("chaosjax-truths") for _, name in computed), computed
-    computed.clear()
-    grid = track.build_grid(config, track.cells_of(config))
-    in_turn = pd.DataFrame(track.attribute_grid(config, grid, track.train_grid(config, grid)))
-    assert len(computed) == 4 and all(name == threading.main_thread().name for _, name in computed)
-    timings = ["seconds", "train_seconds", "attr_run_seconds", "attr_peak_bytes"]
-    pd.testing.assert_frame_equal(alongside.drop(columns=timings), in_turn.drop(columns=timings), check_exact=True)
 
 
 def test_sweep_runs_one_grid_per_value(tmp_path):

@@ -9,13 +9,12 @@ that keep the shapes (learning rate, label noise) reuse the compiled programs.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import functools
 import os
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -567,7 +566,7 @@ def train_label_shuffled(config: SymbolicConfig, grid: Grid, place=None) -> Trai
 
 
 def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, sweep_axis: str = "",
-                   on_method=None, place=None, truths: Mapping[str, jax.Array] | None = None) -> list[dict[str, Any]]:
+                   on_method=None, place=None) -> list[dict[str, Any]]:
     """Every method on every cell's test rows, scored; one row per cell x method.
 
     Per method: `seconds` is the wall time of everything the method's scores needed (trace, compile, every pass;
@@ -579,7 +578,7 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
     global top-m (`topm_*` columns). With `config.proxies`, each method's proxy columns too (`proxy_bench.score_grid`);
     "label_randomisation" scores the shuffled-label members of `trained.label_shuffled`, trained here when absent (a
     sweep restores only the real cells from its checkpoints). ``on_method(name)`` is called before each method
-    (progress). ``truths``: ground truths computed beforehand (`method_truths`); those missing are computed here."""
+    (progress)."""
     place = place or (lambda tree: tree)
     model = model_of(config)
     size = len(grid.cells)
@@ -607,7 +606,7 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
                 shuffled = train_label_shuffled(config, grid, place)
             shuffled_params, shuffled_dead = place(shuffled.params), diverged(shuffled.losses)
     rows = []
-    truths = dict(truths or {})  # methods that share a truth compute it once
+    truths: dict[str, jax.Array] = {}  # methods that share a truth compute it once
     for method in config.method_names():
         if on_method is not None:
             on_method(method)
@@ -623,9 +622,13 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
             uniform_attr = attribute_program(*args, method=method, options=uniform_options, cell_by_cell=one_at_a_time)
             jax.block_until_ready(uniform_attr)
         seconds = time.perf_counter() - start
-        kind = _truth_key(method)
+        kind, background = TRUTH_FOR[method], None
+        if method == "deeplift_shap":  # the Shapley values against the baselines the method averaged over
+            kind, background = "shapley/background", grid.x_train[:, :DEEPLIFT_SHAP_BASELINES]
+        elif method == "feature_permutation":  # the expectation over permutations of the test rows
+            background = grid.x_test
         if kind not in truths:
-            truths[kind] = _truth(config, grid, method)
+            truths[kind] = ground_truths(grid, kind.split("/")[0], config.protocol, background)
         truth = truths[kind]
 
         def score(a):
@@ -694,31 +697,6 @@ def attribute_grid(config: SymbolicConfig, grid: Grid, trained: Trained, *, swee
     return rows
 
 
-def _truth_key(method: str) -> str:
-    """The key under which `method`'s ground truth is kept: methods with the same truth share it."""
-    return "shapley/background" if method == "deeplift_shap" else TRUTH_FOR[method]
-
-
-def _truth(config: SymbolicConfig, grid: Grid, method: str) -> jax.Array:
-    """`method`'s ground truth on every cell's test rows."""
-    background = None
-    if method == "deeplift_shap":  # the Shapley values against the baselines the method averaged over
-        background = grid.x_train[:, :DEEPLIFT_SHAP_BASELINES]
-    elif method == "feature_permutation":  # the expectation over permutations of the test rows
-        background = grid.x_test
-    return ground_truths(grid, _truth_key(method).split("/")[0], config.protocol, background)
-
-
-def method_truths(config: SymbolicConfig, grid: Grid) -> dict[str, jax.Array]:
-    """The ground truth of each of the config's methods on the grid's test rows, each truth computed once (keyed as
-    `attribute_grid` takes them). They need the formulas and rows only, not the trained models."""
-    truths: dict[str, jax.Array] = {}
-    for method in config.method_names():
-        if _truth_key(method) not in truths:
-            truths[_truth_key(method)] = jax.block_until_ready(_truth(config, grid, method))
-    return truths
-
-
 def ground_truths(grid: Grid, method: str, protocol: str, background: jax.Array | None = None) -> jax.Array:
     """Each cell's ground truth on its test rows ``(cells, rows, W)``, computed on blocks of `_TRUTH_ROWS` rows
     (the last one padded with copies of the final row), so that one compiled program per (formula, method)
@@ -759,20 +737,14 @@ def run_setting(config: SymbolicConfig, *, sweep_axis: str = "", progress: Progr
             phase.set(models * epochs)  # the ticks fall every ~2% of a run, not necessarily on its last epoch
         return result
 
-    # The ground truths need no model: a thread computes them while the models train, the same programs on the
-    # same rows, so the same bits (measured on a 2-core CPU, 15 formulas x 4 methods at 200 epochs: 5.5 s of truths
-    # after training, or 2.4-2.6 s more wall time alongside it).
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="chaosjax-truths") as pool:
-        truths = pool.submit(method_truths, config, grid)
-        # What `train_grid` does, one phase per training program: the shuffled-label models have a bar of their own.
-        trained = train("model", lambda: _fit_cells(config, grid, None))
-        if proxy_bench.LABEL_RANDOMISATION in config.proxies:
-            trained = trained._replace(label_shuffled=train("shuffled-label model",
-                                                            lambda: train_label_shuffled(config, grid)))
-        methods = config.method_names()
-        with progress.phase(f"attribute {count(models, 'model')}", total=len(methods), unit="methods") as phase:
-            return attribute_grid(config, grid, trained, sweep_axis=sweep_axis, on_method=phase.item,
-                                  truths=truths.result())
+    # What `train_grid` does, one phase per training program: the shuffled-label models have a bar of their own.
+    trained = train("model", lambda: _fit_cells(config, grid, None))
+    if proxy_bench.LABEL_RANDOMISATION in config.proxies:
+        trained = trained._replace(label_shuffled=train("shuffled-label model",
+                                                        lambda: train_label_shuffled(config, grid)))
+    methods = config.method_names()
+    with progress.phase(f"attribute {count(models, 'model')}", total=len(methods), unit="methods") as phase:
+        return attribute_grid(config, grid, trained, sweep_axis=sweep_axis, on_method=phase.item)
 
 
 # ----------------------------------------------------------------------------------------------- a run
